@@ -11,7 +11,12 @@ import click
 from gis_platform.errors import PlatformError
 from gis_platform.settings import Settings
 
-MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
+def migrations_dir() -> Path:
+    """Return the Alembic scripts folder: beside the packages in a checkout, else in the working dir."""
+    for candidate in (Path(__file__).resolve().parent.parent / "migrations", Path.cwd() / "migrations"):
+        if (candidate / "env.py").is_file():
+            return candidate
+    raise click.ClickException("cannot find the migrations folder (run from the project directory)")
 
 
 class PlatformGroup(click.Group):
@@ -53,7 +58,7 @@ def alembic_config(url: str):
     from alembic.config import Config
 
     cfg = Config()
-    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+    cfg.set_main_option("script_location", str(migrations_dir()))
     cfg.attributes["database_url"] = url
     return cfg
 
