@@ -7,12 +7,11 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test bootstrap system-packages migrate demo db-stop bench clean help
+.PHONY: run test bootstrap system-packages db-stop clean help
 
 help:
 	@echo "make run    – install what is missing, start PostGIS, load the demo county, serve on GIS_HOST:GIS_PORT"
 	@echo "make test   – install what is missing and run the whole test suite against real PostGIS"
-	@echo "make bench  – run the benchmarks in bench/"
 	@echo "make db-stop – stop the self-managed PostgreSQL cluster"
 
 run: bootstrap
@@ -20,9 +19,6 @@ run: bootstrap
 
 test: bootstrap
 	$(BIN)/python -m pytest -q -p no:cacheprovider
-
-bench: bootstrap
-	$(BIN)/python -m bench
 
 db-stop: bootstrap
 	$(BIN)/gis-platform db stop

@@ -158,7 +158,8 @@ class _Loader:
             ))
             for row, new_id in zip(rows, ids):
                 row["id"] = new_id
-        self.s.execute(insert(model), rows)
+        # Core insert on the table: the ORM's version counter would overwrite the replayed versions.
+        self.s.execute(insert(model.__table__), rows)
         return ids
 
     def _to_wgs(self, geom: shapely.Geometry) -> shapely.Geometry:

@@ -47,3 +47,9 @@ def test_dockerfile_installs_the_package_and_runs_serve():
     assert "pip install" in text and '"serve"' in text
     for package in ("gis_platform", "grids", "layers", "api", "webmap", "migrations"):
         assert f"COPY {package} {package}" in text
+
+
+def test_readme_documents_every_variable():
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    for name in ENV_VARS:
+        assert f"`{name}`" in readme, name
