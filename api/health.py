@@ -112,7 +112,8 @@ def county_summary(session: Session, county_code: str) -> CountySummary:
         select(Category.theme, func.count())
         .select_from(Case)
         .join(Category, Case.category_id == Category.id)
-        .where(Case.county_code == county_code)
+        # Reports cancelled as invalid or merged into another case are not cases handled.
+        .where(Case.county_code == county_code, Case.status.not_in(("cancelled", "merged")))
         .group_by(Category.theme)
     ).all()
     cases = dict.fromkeys(vocab.THEMES, 0)

@@ -236,6 +236,12 @@ def _add_county(session, county_code: str, name: str, *, cases: int) -> None:
                  source="patroller", geom=_point(115.75, 36.15), location=_point(115.75, 36.15),
                  reported_at=datetime.now(UTC))
         )
+    # A report cancelled as invalid is not a case handled: the summary leaves it out.
+    session.add(
+        Case(county_code=county_code, case_no=f"{county_code}-x", category_id=category.id, status="cancelled",
+             source="citizen", geom=_point(115.75, 36.15), location=_point(115.75, 36.15),
+             reported_at=datetime.now(UTC))
+    )
 
 
 @pytest.fixture()
