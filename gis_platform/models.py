@@ -599,9 +599,34 @@ class DatasetInfo(Base):
     details: Mapped[dict[str, Any] | None]
 
 
+class RouteLookup(Base):
+    """Routing polygons pre-split with ST_Subdivide, so a point test touches only a small piece.
+
+    Rebuilt from admin units, grid cells and jurisdictions by ``grids.pg_engine.rebuild_lookup``;
+    pieces narrow the search, and the final ``covers`` test runs on the original polygon so that a
+    point on a shared border gets exactly the same answer as the in-process engine.
+    """
+
+    __tablename__ = "route_lookup"
+    __table_args__ = (
+        _in("layer", ("admin_unit", "grid_cell", "jurisdiction")),
+        Index("ix_route_lookup_layer_ref", "layer", "ref_id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    county_code: Mapped[str] = mapped_column(String(6))
+    layer: Mapped[str] = mapped_column(String(16))
+    ref_id: Mapped[int]
+    agency_id: Mapped[int | None]
+    valid_from: Mapped[datetime | None]
+    valid_to: Mapped[datetime | None]
+    geom: Mapped[Any] = mapped_column(Geometry("GEOMETRY", srid=SRID))
+
+
 # Every table carries a six-digit county code; the CHECK is attached here once rather than per class.
 for _table in Base.metadata.tables.values():
     if "county_code" in _table.c:
         _table.append_constraint(CheckConstraint("county_code ~ '^[0-9]{6}$'", name="county_code_digits"))
         if not any(ix.columns.keys()[:1] == ["county_code"] for ix in _table.indexes):
             Index(f"ix_{_table.name}_county_code", _table.c.county_code)
+

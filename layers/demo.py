@@ -32,6 +32,7 @@ from gis_platform.workcalendar import SHANGHAI, WorkCalendar
 from grids.demo_geography import DemoGeography, build_demo_geography, load_county_outline, unit_specs
 from grids.generate import generate_cells
 from grids.locate import PolygonIndex
+from grids.pg_engine import rebuild_lookup
 from layers import demo_reference as ref
 
 DATASET_NAME = "yanggu-demo"
@@ -180,6 +181,7 @@ class _Loader:
             ("illegal structures", self.load_structures),
             ("restaurant fume sites and inspections", self.load_fume),
             ("hotline tickets and seized items", self.load_hotline_and_seized),
+            ("routing lookup (ST_Subdivide)", self.load_lookup),
             ("provenance", self.load_provenance),
         ]
         for number, (label, step) in enumerate(steps, 1):
@@ -705,6 +707,10 @@ class _Loader:
                           "resolved_at": seized + timedelta(days=float(self.rng.uniform(1, 15)))
                           if status != "held" else None})
         self._insert(m.SeizedItem, items)
+
+    def load_lookup(self) -> None:
+        pieces = rebuild_lookup(self.s, self.county)
+        self.counts["route_lookup"] = pieces
 
     def load_provenance(self) -> None:
         details = {"counts": self.counts, "themes": dict(self.theme_counts), "seed": SEED, "year": DEMO_YEAR}

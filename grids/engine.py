@@ -1,0 +1,238 @@
+"""The in-process routing engine: vectorised Shapely 2 for bulk imports and analytics.
+
+Large polygons (units, jurisdictions) are queried polygon-driven: the STRtree holds the points and
+each polygon asks which points it covers, using a prepared geometry. Grid cells are many and regular,
+so an arithmetic index finds each point's candidate cells directly: cells sit on squares aligned to
+the metric origin (see ``grids.generate``), so ``floor(x / size)`` names the square. Candidates are
+always confirmed with an exact ``covers`` test on the stored (lon/lat) polygon, and points within a
+millimetre of a square's edge, or with no candidate, go through an STRtree so that a point on a
+shared edge finds every cell that covers it.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+import numpy as np
+import shapely
+from pyproj import Transformer
+from shapely import STRtree
+from sqlalchemy import text
+from sqlalchemy.orm import Session
+
+from grids.routing import Hits, point_array
+
+EDGE_EPS_M = 1e-3
+
+
+@dataclass
+class _CellIndex:
+    size: float
+    keys: np.ndarray  # sorted square keys
+    cells: np.ndarray  # cell position for each key
+
+
+def _key(col: np.ndarray, row: np.ndarray) -> np.ndarray:
+    # Columns and rows of a county fit easily in 31 bits; pack them into one sortable integer.
+    return (col.astype(np.int64) + (1 << 30)) * (1 << 31) + (row.astype(np.int64) + (1 << 30))
+
+
+def _expand(left: np.ndarray, right: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Return (owner, position) for every slot of the half-open ranges [left, right)."""
+    counts = right - left
+    owner = np.repeat(np.arange(len(left)), counts)
+    offsets = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
+    return owner, np.repeat(left, counts) + offsets
+
+
+class InProcessEngine:
+    """Answer "which polygons cover these points" from polygons held in memory."""
+
+    name = "in-process"
+
+    def __init__(self, *, county: shapely.Geometry, units: Sequence[tuple[int, shapely.Geometry]],
+                 cells: Sequence[tuple[int, shapely.Geometry, float | None]],
+                 jurisdictions: Sequence[tuple[int, int, shapely.Geometry]], metric_crs: str = "EPSG:4548") -> None:
+        self.county = county
+        shapely.prepare(county)
+        self.unit_ids = np.array([u for u, _ in units], dtype=np.int64)
+        self.unit_geoms = np.array([g for _, g in units], dtype=object)
+        self.cell_ids = np.array([c for c, _, _ in cells], dtype=np.int64)
+        self.cell_geoms = np.array([g for _, g, _ in cells], dtype=object)
+        self.j_ids = np.array([j for j, _, _ in jurisdictions], dtype=np.int64)
+        self.j_agency = np.array([a for _, a, _ in jurisdictions], dtype=np.int64)
+        self.j_geoms = np.array([g for _, _, g in jurisdictions], dtype=object)
+        for arr in (self.unit_geoms, self.cell_geoms, self.j_geoms):
+            if len(arr):
+                shapely.prepare(arr)
+        self._to_metric = Transformer.from_crs("EPSG:4326", metric_crs, always_xy=True)
+        self._cell_tree = STRtree(self.cell_geoms) if len(self.cell_geoms) else None
+        self._cell_index = self._build_cell_index([s for _, _, s in cells])
+        self._j_pos = {int(j): k for k, j in enumerate(self.j_ids)}
+        # Agencies often share one polygon (a department and its team both hold the whole county):
+        # each distinct shape is tested once and its hits are handed to every jurisdiction drawn with it.
+        wkb = shapely.to_wkb(self.j_geoms) if len(self.j_geoms) else np.empty(0, object)
+        first: dict[bytes, int] = {}
+        self._j_shape = np.array([first.setdefault(w, k) for k, w in enumerate(wkb)], dtype=np.int64)
+        self._j_boundary_metric: dict[int, shapely.Geometry] = {}
+
+    @classmethod
+    def from_session(cls, session: Session, county_code: str, at: datetime, metric_crs: str) -> InProcessEngine:
+        """Load the polygons in force at a moment from the store."""
+        county_wkb = session.execute(text(
+            "SELECT ST_AsBinary(geom) FROM admin_unit WHERE county_code = :c AND level = 'county'"),
+            {"c": county_code}).scalar_one()
+        units = [(r[0], shapely.from_wkb(r[1])) for r in session.execute(text(
+            "SELECT id, ST_AsBinary(geom) FROM admin_unit WHERE county_code = :c AND level <> 'county' ORDER BY id"),
+            {"c": county_code})]
+        cells = [(r[0], shapely.from_wkb(r[1]), r[2]) for r in session.execute(text(
+            "SELECT g.id, ST_AsBinary(g.geom), u.grid_cell_size_m FROM grid_cell g "
+            "JOIN admin_unit u ON u.id = g.admin_unit_id WHERE g.county_code = :c AND g.valid_from <= :at "
+            "AND (g.valid_to IS NULL OR g.valid_to > :at) ORDER BY g.id"), {"c": county_code, "at": at})]
+        jurisdictions = [(r[0], r[1], shapely.from_wkb(r[2])) for r in session.execute(text(
+            "SELECT id, agency_id, ST_AsBinary(geom) FROM jurisdiction WHERE county_code = :c "
+            "AND valid_from <= :at AND (valid_to IS NULL OR valid_to > :at) ORDER BY id"),
+            {"c": county_code, "at": at})]
+        return cls(county=shapely.from_wkb(county_wkb), units=units, cells=cells, jurisdictions=jurisdictions,
+                   metric_crs=metric_crs)
+
+    # -- arithmetic index over the regular cells ---------------------------------------------------
+    def _build_cell_index(self, sizes: Sequence[float | None]) -> list[_CellIndex]:
+        by_size: dict[float, list[int]] = defaultdict(list)
+        for pos, size in enumerate(sizes):
+            if size:
+                by_size[float(size)].append(pos)
+        indexes = []
+        for size, positions in sorted(by_size.items()):
+            pos_arr = np.array(positions)
+            coords = shapely.get_coordinates(self.cell_geoms[pos_arr])
+            counts = shapely.get_num_coordinates(self.cell_geoms[pos_arr])
+            xm, ym = self._to_metric.transform(coords[:, 0], coords[:, 1])
+            owner = np.repeat(np.arange(len(pos_arr)), counts)
+            # Each cell is indexed under every square its metric bounding box touches.
+            minx = np.full(len(pos_arr), np.inf)
+            miny = np.full(len(pos_arr), np.inf)
+            maxx = np.full(len(pos_arr), -np.inf)
+            maxy = np.full(len(pos_arr), -np.inf)
+            np.minimum.at(minx, owner, xm)
+            np.minimum.at(miny, owner, ym)
+            np.maximum.at(maxx, owner, xm)
+            np.maximum.at(maxy, owner, ym)
+            c0 = np.floor((minx - EDGE_EPS_M) / size).astype(np.int64)
+            c1 = np.floor((maxx + EDGE_EPS_M) / size).astype(np.int64)
+            r0 = np.floor((miny - EDGE_EPS_M) / size).astype(np.int64)
+            r1 = np.floor((maxy + EDGE_EPS_M) / size).astype(np.int64)
+            keys, cells = [], []
+            for k in range(len(pos_arr)):
+                cols, rows = np.meshgrid(np.arange(c0[k], c1[k] + 1), np.arange(r0[k], r1[k] + 1))
+                keys.append(_key(cols.ravel(), rows.ravel()))
+                cells.append(np.full(cols.size, pos_arr[k]))
+            all_keys = np.concatenate(keys)
+            all_cells = np.concatenate(cells)
+            order = np.argsort(all_keys, kind="stable")
+            indexes.append(_CellIndex(size, all_keys[order], all_cells[order]))
+        return indexes
+
+    def _cell_pairs(self, points: np.ndarray, xm: np.ndarray, ym: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        n = len(points)
+        pt_parts, cell_parts = [], []
+        needs_tree = np.zeros(n, dtype=bool)
+        for index in self._cell_index:
+            fx, fy = xm / index.size, ym / index.size
+            col, row = np.floor(fx), np.floor(fy)
+            eps = EDGE_EPS_M / index.size
+            keys = _key(col, row)
+            left = np.searchsorted(index.keys, keys, "left")
+            right = np.searchsorted(index.keys, keys, "right")
+            has = right > left
+            near = ((fx - col) < eps) | ((col + 1 - fx) < eps) | ((fy - row) < eps) | ((row + 1 - fy) < eps)
+            needs_tree |= has & near
+            owner, slots = _expand(left, right)
+            cand = index.cells[slots]
+            ok = shapely.covers(self.cell_geoms[cand], points[owner])
+            pt_parts.append(owner[ok])
+            cell_parts.append(cand[ok])
+        pts = np.concatenate(pt_parts) if pt_parts else np.empty(0, np.int64)
+        cells = np.concatenate(cell_parts) if cell_parts else np.empty(0, np.int64)
+        found = np.zeros(n, dtype=bool)
+        found[pts] = True
+        needs_tree |= ~found
+        if self._cell_tree is not None and needs_tree.any():
+            subset = np.flatnonzero(needs_tree)
+            sub_pt, sub_cell = self._cell_tree.query(points[subset], predicate="covered_by")
+            keep = ~needs_tree[pts]
+            pts = np.concatenate([pts[keep], subset[sub_pt]])
+            cells = np.concatenate([cells[keep], sub_cell])
+        return pts, cells
+
+    # -- Engine protocol -----------------------------------------------------------------------------
+    def in_county(self, lon: np.ndarray, lat: np.ndarray) -> np.ndarray:
+        """Return which points the county outline covers."""
+        return shapely.covers(self.county, point_array(lon, lat))
+
+    def hits(self, lon: np.ndarray, lat: np.ndarray, groups: np.ndarray,
+             group_agencies: Sequence[frozenset[int]]) -> Hits:
+        """Return the units, cells and candidate jurisdictions covering each point."""
+        n = len(lon)
+        points = point_array(lon, lat)
+        tree = STRtree(points)
+        # Polygon-driven: each large polygon asks the point tree what it covers.
+        poly, pt = tree.query(self.unit_geoms, predicate="covers")
+        units = (pt, self.unit_ids[poly])
+        xm, ym = self._to_metric.transform(np.asarray(lon, float), np.asarray(lat, float))
+        c_pt, c_pos = self._cell_pairs(points, np.asarray(xm), np.asarray(ym))
+        cells = (c_pt, self.cell_ids[c_pos])
+        jp, jpos = self._jurisdiction_pairs(tree, groups, group_agencies)
+        return Hits(n, units, cells, (jp, self.j_ids[jpos], self.j_agency[jpos]))
+
+    def _jurisdiction_pairs(self, tree: STRtree, groups: np.ndarray,
+                            group_agencies: Sequence[frozenset[int]]) -> tuple[np.ndarray, np.ndarray]:
+        """Return (point, jurisdiction position) pairs where a candidate of the point's group covers it.
+
+        One tree query serves every category group: querying per group would test each point against
+        the county-wide polygons once per group present, which dominated bulk runs.
+        """
+        empty = np.empty(0, np.int64)
+        groups = np.asarray(groups, np.int64)
+        present = np.unique(groups)
+        if not len(present) or not len(self.j_ids):
+            return empty, empty
+        # member[g, j]: jurisdiction j's agency is a candidate for group g.
+        member = np.zeros((len(group_agencies), len(self.j_ids)), dtype=bool)
+        for g in present.tolist():
+            member[g] = np.isin(self.j_agency, list(group_agencies[g]))
+        wanted = np.flatnonzero(member.any(axis=0))
+        if not len(wanted):
+            return empty, empty
+        # Wanted jurisdictions sorted by shape, so each shape's jurisdictions form one contiguous run.
+        wanted = wanted[np.argsort(self._j_shape[wanted], kind="stable")]
+        shapes, starts = np.unique(self._j_shape[wanted], return_index=True)
+        ends = np.append(starts[1:], len(wanted))
+        hit_shape, pt = tree.query(self.j_geoms[shapes], predicate="covers")
+        # Drop shape hits no jurisdiction of that shape could use for the point's group, then expand.
+        shape_member = np.logical_or.reduceat(member[:, wanted], starts, axis=1)
+        keep = shape_member[groups[pt], hit_shape]
+        hit_shape, pt = hit_shape[keep], pt[keep]
+        owner, slots = _expand(starts[hit_shape], ends[hit_shape])
+        pt, jpos = pt[owner], wanted[slots]
+        keep = member[groups[pt], jpos]
+        return pt[keep], jpos[keep]
+
+    def boundary_distance_m(self, jurisdiction_ids: np.ndarray, lon: np.ndarray, lat: np.ndarray) -> np.ndarray:
+        """Return each point's distance in metres to its jurisdiction's boundary (metric CRS)."""
+        xm, ym = self._to_metric.transform(np.asarray(lon, float), np.asarray(lat, float))
+        boundaries = np.array([self._boundary(int(j)) for j in jurisdiction_ids], dtype=object)
+        return shapely.distance(boundaries, shapely.points(xm, ym))
+
+    def _boundary(self, jurisdiction_id: int) -> shapely.Geometry:
+        found = self._j_boundary_metric.get(jurisdiction_id)
+        if found is None:
+            geom = self.j_geoms[self._j_pos[jurisdiction_id]]
+            metric = shapely.transform(geom, lambda x, y: self._to_metric.transform(x, y), interleaved=False)
+            found = shapely.boundary(metric)
+            shapely.prepare(found)
+            self._j_boundary_metric[jurisdiction_id] = found
+        return found
