@@ -50,6 +50,18 @@ class NotFound(PlatformError):
     type_slug = "not-found"
 
 
+class Unauthorized(PlatformError):
+    status = 401
+    title = "Authentication required"
+    type_slug = "unauthorized"
+
+
+class Forbidden(PlatformError):
+    status = 403
+    title = "Forbidden"
+    type_slug = "forbidden"
+
+
 class Conflict(PlatformError):
     status = 409
     title = "Conflict"

@@ -623,6 +623,39 @@ class RouteLookup(Base):
     geom: Mapped[Any] = mapped_column(Geometry("GEOMETRY", srid=SRID))
 
 
+
+class CaseFollower(Base):
+    """Someone kept informed about a case: its reporter, and the reporters of merged duplicates."""
+
+    __tablename__ = "case_follower"
+    __table_args__ = (
+        CheckConstraint("user_id IS NOT NULL OR contact IS NOT NULL", name="someone"),
+        UniqueConstraint("case_id", "user_id", "contact"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    county_code: Mapped[str] = _county()
+    case_id: Mapped[int] = mapped_column(ForeignKey("case.id", ondelete="RESTRICT"), index=True)
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("app_user.id", ondelete="CASCADE"))
+    contact: Mapped[str | None] = mapped_column(String(100))
+    reason: Mapped[str] = mapped_column(String(32))
+    created_at: Mapped[datetime] = _now()
+
+
+class Notification(Base):
+    """A message to a follower about a change of a case (shown in the app, sent by SMS in production)."""
+
+    __tablename__ = "notification"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    county_code: Mapped[str] = _county()
+    case_id: Mapped[int] = mapped_column(ForeignKey("case.id", ondelete="RESTRICT"), index=True)
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("app_user.id", ondelete="CASCADE"), index=True)
+    contact: Mapped[str | None] = mapped_column(String(100))
+    message: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = _now()
+    read_at: Mapped[datetime | None]
+
 # Every table carries a six-digit county code; the CHECK is attached here once rather than per class.
 for _table in Base.metadata.tables.values():
     if "county_code" in _table.c:

@@ -66,7 +66,9 @@ class _Server:
             for name in self.created:
                 conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
-        if self.cluster is not None and self.started_here:
+        # On CI, stop the cluster this run started; locally leave it for the next run (and for
+        # concurrent runs sharing it), `gis-platform db stop` style: GIS_DATA_DIR=var/test-cluster.
+        if self.cluster is not None and self.started_here and os.environ.get("CI"):
             self.cluster.stop()
 
 
