@@ -43,6 +43,9 @@ ACTIONS: tuple[Action, ...] = (
     Action("supervise", "督办", ("dispatched", "accepted", "returned", "deferred"), None,
            ("operator", "supervisor", "admin")),
     Action("reroute", "改派/重新定位", ("reported", "filed", "returned"), None, ("operator", "supervisor", "admin")),
+    # Recorded on the surviving case when a duplicate is merged into it.
+    Action("link_duplicate", "关联重复案件", ("reported", "filed", "dispatched", "accepted", "returned", "handled",
+                                            "deferred"), None, ("supervisor", "operator", "admin")),
 )
 
 ACTIONS_BY_NAME: dict[str, Action] = {a.name: a for a in ACTIONS}

@@ -22,7 +22,7 @@ def test_illegal_transition_lists_allowed_actions():
     with pytest.raises(Conflict) as err:
         transition("reported", "close")
     assert err.value.status == 409
-    assert set(err.value.extra["allowed"]) == {"file", "cancel", "merge", "reroute"}
+    assert set(err.value.extra["allowed"]) == {"file", "cancel", "merge", "reroute", "link_duplicate"}
     assert "file" in err.value.detail
 
 
