@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Annotated
 
 from pydantic import AliasChoices, Field, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
 class Settings(BaseSettings):
@@ -41,6 +41,12 @@ class Settings(BaseSettings):
     workers: int = Field(2, ge=1, le=64)
     max_upload_mb: float = Field(10.0, gt=0)
     log_level: str = "INFO"
+    # GB 18483-2001: cooking-fume emission limit and minimum purifier efficiency (%) for small /
+    # medium / large premises; provinces may set stricter values.
+    fume_limit_mg_m3: float = Field(2.0, gt=0)
+    fume_min_efficiency: Annotated[tuple[float, float, float], NoDecode] = (60.0, 75.0, 85.0)
+    # Distance to a jurisdiction boundary under which a routed report is flagged for confirmation.
+    near_boundary_m: float = Field(30.0, ge=0)
 
     @field_validator("metric_crs")
     @classmethod
@@ -54,6 +60,16 @@ class Settings(BaseSettings):
             raise ValueError(f"GIS_METRIC_CRS: unknown coordinate reference system {value!r}") from exc
         if not crs.is_projected:
             raise ValueError(f"GIS_METRIC_CRS: {value!r} is not a projected (metric) CRS")
+        return value
+
+    @field_validator("fume_min_efficiency", mode="before")
+    @classmethod
+    def _parse_efficiencies(cls, value: object) -> object:
+        if isinstance(value, str):
+            parts = [p.strip() for p in value.split(",")]
+            if len(parts) != 3:
+                raise ValueError("GIS_FUME_MIN_EFFICIENCY: give three percentages, small,medium,large (e.g. 60,75,85)")
+            return tuple(float(p) for p in parts)
         return value
 
     @field_validator("database_url")
@@ -104,4 +120,7 @@ ENV_VARS: tuple[str, ...] = (
     "GIS_WORKERS",
     "GIS_MAX_UPLOAD_MB",
     "GIS_LOG_LEVEL",
+    "GIS_FUME_LIMIT_MG_M3",
+    "GIS_FUME_MIN_EFFICIENCY",
+    "GIS_NEAR_BOUNDARY_M",
 )

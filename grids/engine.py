@@ -1,18 +1,28 @@
 """The in-process routing engine: vectorised Shapely 2 for bulk imports and analytics.
 
-Large polygons (units, jurisdictions) are queried polygon-driven: the STRtree holds the points and
-each polygon asks which points it covers, using a prepared geometry. Grid cells are many and regular,
-so an arithmetic index finds each point's candidate cells directly: cells sit on squares aligned to
-the metric origin (see ``grids.generate``), so ``floor(x / size)`` names the square. Candidates are
-always confirmed with an exact ``covers`` test on the stored (lon/lat) polygon, and points within a
-millimetre of a square's edge, or with no candidate, go through an STRtree so that a point on a
-shared edge finds every cell that covers it.
+Grid cells are many and regular, so an arithmetic index finds each point's candidate cells directly:
+cells sit on squares aligned to the metric origin (see ``grids.generate``), so ``floor(x / size)``
+names the square. Candidates are always confirmed with an exact ``covers`` test on the stored (lon/lat)
+polygon, and points within a millimetre of a square's edge, or with no candidate, go through an
+STRtree so that a point on a shared edge finds every cell that covers it.
+
+The cells then serve as the index for the large polygons (units, jurisdictions). When the engine is
+built, each cell learns which large polygons cover it whole and which merely cross it. A point covered
+by a cell is covered by every polygon covering that cell, by none that misses the cell, and only the
+polygons crossing the cell need an exact ``covers`` test. This is exact, not an approximation (the
+point lies in the cell), and it spares most points any test against a county-sized polygon. Points
+that no cell covers are tested polygon-driven: an STRtree holds them and each prepared polygon asks
+which points it covers.
+
+Exact tests use ``intersects_xy`` on the prepared polygon: for a point, "intersects" and "covers" are
+the same predicate (the point lies in the closed polygon), and testing raw coordinates saves building a
+GEOS point per input, which otherwise costs more than the tests themselves.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -48,6 +58,22 @@ def _expand(left: np.ndarray, right: np.ndarray) -> tuple[np.ndarray, np.ndarray
     return owner, np.repeat(left, counts) + offsets
 
 
+@dataclass
+class _Relation:
+    """Per grid cell, the large polygons covering it whole and those only crossing it (CSR rows)."""
+
+    full_start: np.ndarray
+    full: np.ndarray
+    part_start: np.ndarray
+    part: np.ndarray
+
+
+def _rows(owner: np.ndarray, item: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Return CSR (start, items) grouping ``item`` by ``owner`` in 0..n-1."""
+    order = np.argsort(owner, kind="stable")
+    return np.searchsorted(owner[order], np.arange(n + 1)), item[order]
+
+
 class InProcessEngine:
     """Answer "which polygons cover these points" from polygons held in memory."""
 
@@ -76,7 +102,13 @@ class InProcessEngine:
         # each distinct shape is tested once and its hits are handed to every jurisdiction drawn with it.
         wkb = shapely.to_wkb(self.j_geoms) if len(self.j_geoms) else np.empty(0, object)
         first: dict[bytes, int] = {}
-        self._j_shape = np.array([first.setdefault(w, k) for k, w in enumerate(wkb)], dtype=np.int64)
+        first_pos = np.array([first.setdefault(w, k) for k, w in enumerate(wkb)], dtype=np.int64)
+        self._shape_pos, self._j_shape = np.unique(first_pos, return_inverse=True)
+        self._shape_geoms = self.j_geoms[self._shape_pos]
+        # Jurisdiction positions grouped by shape: shape s owns _shape_j[_shape_start[s]:_shape_start[s + 1]].
+        self._shape_start, self._shape_j = _rows(self._j_shape, np.arange(len(self.j_ids)), len(self._shape_pos))
+        self._unit_rel = self._relate(self.unit_geoms)
+        self._shape_rel = self._relate(self._shape_geoms)
         self._j_boundary_metric: dict[int, shapely.Geometry] = {}
 
     @classmethod
@@ -136,8 +168,9 @@ class InProcessEngine:
             indexes.append(_CellIndex(size, all_keys[order], all_cells[order]))
         return indexes
 
-    def _cell_pairs(self, points: np.ndarray, xm: np.ndarray, ym: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        n = len(points)
+    def _cell_pairs(self, lon: np.ndarray, lat: np.ndarray, xm: np.ndarray,
+                    ym: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        n = len(lon)
         pt_parts, cell_parts = [], []
         needs_tree = np.zeros(n, dtype=bool)
         for index in self._cell_index:
@@ -152,7 +185,7 @@ class InProcessEngine:
             needs_tree |= has & near
             owner, slots = _expand(left, right)
             cand = index.cells[slots]
-            ok = shapely.covers(self.cell_geoms[cand], points[owner])
+            ok = shapely.intersects_xy(self.cell_geoms[cand], lon[owner], lat[owner])
             pt_parts.append(owner[ok])
             cell_parts.append(cand[ok])
         pts = np.concatenate(pt_parts) if pt_parts else np.empty(0, np.int64)
@@ -162,62 +195,105 @@ class InProcessEngine:
         needs_tree |= ~found
         if self._cell_tree is not None and needs_tree.any():
             subset = np.flatnonzero(needs_tree)
-            sub_pt, sub_cell = self._cell_tree.query(points[subset], predicate="covered_by")
+            sub_pt, sub_cell = self._cell_tree.query(point_array(lon[subset], lat[subset]), predicate="covered_by")
             keep = ~needs_tree[pts]
             pts = np.concatenate([pts[keep], subset[sub_pt]])
             cells = np.concatenate([cells[keep], sub_cell])
         return pts, cells
 
+    # -- grid cells as the index of the large polygons ---------------------------------------------
+    def _relate(self, geoms: np.ndarray) -> _Relation:
+        """Record, for every cell, which of the polygons cover it whole and which only cross it."""
+        n = len(self.cell_geoms)
+        if self._cell_tree is None or not len(geoms):
+            poly = cell = np.empty(0, np.int64)
+            whole = np.empty(0, bool)
+        else:
+            poly, cell = self._cell_tree.query(geoms, predicate="intersects")
+            whole = shapely.covers(geoms[poly], self.cell_geoms[cell])
+        full_start, full = _rows(cell[whole], poly[whole], n)
+        part_start, part = _rows(cell[~whole], poly[~whole], n)
+        return _Relation(full_start, full, part_start, part)
+
+    def _cover_pairs(self, geoms: np.ndarray, rel: _Relation, lon: np.ndarray, lat: np.ndarray,
+                     cell_of: np.ndarray, relevant: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None,
+                     ) -> tuple[np.ndarray, np.ndarray]:
+        """Return (point, polygon) pairs where the polygon covers the point, using each point's cell.
+
+        ``cell_of`` holds, per point, the position of one cell covering it or -1. ``relevant`` may drop
+        pairs the caller does not want before any exact test is paid for.
+        """
+        has = np.flatnonzero(cell_of >= 0)
+        rc = cell_of[has]
+        owner, slots = _expand(rel.full_start[rc], rel.full_start[rc + 1])
+        full_pt, full_poly = has[owner], rel.full[slots]
+        owner, slots = _expand(rel.part_start[rc], rel.part_start[rc + 1])
+        part_pt, part_poly = has[owner], rel.part[slots]
+        if relevant is not None:
+            keep = relevant(full_pt, full_poly)
+            full_pt, full_poly = full_pt[keep], full_poly[keep]
+            keep = relevant(part_pt, part_poly)
+            part_pt, part_poly = part_pt[keep], part_poly[keep]
+        ok = shapely.intersects_xy(geoms[part_poly], lon[part_pt], lat[part_pt])
+        pts, polys = [full_pt, part_pt[ok]], [full_poly, part_poly[ok]]
+        loose = np.flatnonzero(cell_of < 0)
+        if len(loose) and len(geoms):
+            # Polygon-driven for the rest: the tree holds the points, each prepared polygon asks.
+            poly, pt = STRtree(point_array(lon[loose], lat[loose])).query(geoms, predicate="covers")
+            pt = loose[pt]
+            if relevant is not None:
+                keep = relevant(pt, poly)
+                pt, poly = pt[keep], poly[keep]
+            pts.append(pt)
+            polys.append(poly)
+        return np.concatenate(pts), np.concatenate(polys)
+
     # -- Engine protocol -----------------------------------------------------------------------------
     def in_county(self, lon: np.ndarray, lat: np.ndarray) -> np.ndarray:
         """Return which points the county outline covers."""
-        return shapely.covers(self.county, point_array(lon, lat))
+        return shapely.intersects_xy(self.county, np.asarray(lon, float), np.asarray(lat, float))
 
     def hits(self, lon: np.ndarray, lat: np.ndarray, groups: np.ndarray,
              group_agencies: Sequence[frozenset[int]]) -> Hits:
         """Return the units, cells and candidate jurisdictions covering each point."""
         n = len(lon)
-        points = point_array(lon, lat)
-        tree = STRtree(points)
-        # Polygon-driven: each large polygon asks the point tree what it covers.
-        poly, pt = tree.query(self.unit_geoms, predicate="covers")
-        units = (pt, self.unit_ids[poly])
-        xm, ym = self._to_metric.transform(np.asarray(lon, float), np.asarray(lat, float))
-        c_pt, c_pos = self._cell_pairs(points, np.asarray(xm), np.asarray(ym))
+        lon, lat = np.asarray(lon, float), np.asarray(lat, float)
+        xm, ym = self._to_metric.transform(lon, lat)
+        c_pt, c_pos = self._cell_pairs(lon, lat, np.asarray(xm), np.asarray(ym))
         cells = (c_pt, self.cell_ids[c_pos])
-        jp, jpos = self._jurisdiction_pairs(tree, groups, group_agencies)
+        # Any one covering cell will do as the point's index entry; on a shared edge take the first.
+        cell_of = np.full(n, -1, np.int64)
+        cell_of[c_pt[::-1]] = c_pos[::-1]
+        u_pt, u_pos = self._cover_pairs(self.unit_geoms, self._unit_rel, lon, lat, cell_of)
+        units = (u_pt, self.unit_ids[u_pos])
+        jp, jpos = self._jurisdiction_pairs(lon, lat, cell_of, groups, group_agencies)
         return Hits(n, units, cells, (jp, self.j_ids[jpos], self.j_agency[jpos]))
 
-    def _jurisdiction_pairs(self, tree: STRtree, groups: np.ndarray,
+    def _jurisdiction_pairs(self, lon: np.ndarray, lat: np.ndarray, cell_of: np.ndarray, groups: np.ndarray,
                             group_agencies: Sequence[frozenset[int]]) -> tuple[np.ndarray, np.ndarray]:
         """Return (point, jurisdiction position) pairs where a candidate of the point's group covers it.
 
-        One tree query serves every category group: querying per group would test each point against
-        the county-wide polygons once per group present, which dominated bulk runs.
+        Every category group is answered in one pass over the distinct shapes: asking per group would
+        test each point against the county-wide polygons once per group present.
         """
         empty = np.empty(0, np.int64)
         groups = np.asarray(groups, np.int64)
         present = np.unique(groups)
         if not len(present) or not len(self.j_ids):
             return empty, empty
-        # member[g, j]: jurisdiction j's agency is a candidate for group g.
+        # member[g, j]: jurisdiction j's agency is a candidate for group g; shape_member likewise per shape.
         member = np.zeros((len(group_agencies), len(self.j_ids)), dtype=bool)
         for g in present.tolist():
             member[g] = np.isin(self.j_agency, list(group_agencies[g]))
-        wanted = np.flatnonzero(member.any(axis=0))
-        if not len(wanted):
-            return empty, empty
-        # Wanted jurisdictions sorted by shape, so each shape's jurisdictions form one contiguous run.
-        wanted = wanted[np.argsort(self._j_shape[wanted], kind="stable")]
-        shapes, starts = np.unique(self._j_shape[wanted], return_index=True)
-        ends = np.append(starts[1:], len(wanted))
-        hit_shape, pt = tree.query(self.j_geoms[shapes], predicate="covers")
-        # Drop shape hits no jurisdiction of that shape could use for the point's group, then expand.
-        shape_member = np.logical_or.reduceat(member[:, wanted], starts, axis=1)
-        keep = shape_member[groups[pt], hit_shape]
-        hit_shape, pt = hit_shape[keep], pt[keep]
-        owner, slots = _expand(starts[hit_shape], ends[hit_shape])
-        pt, jpos = pt[owner], wanted[slots]
+        shape_member = np.logical_or.reduceat(member[:, self._shape_j], self._shape_start[:-1], axis=1)
+
+        def relevant(pt: np.ndarray, shape: np.ndarray) -> np.ndarray:
+            return shape_member[groups[pt], shape]
+
+        pt, shape = self._cover_pairs(self._shape_geoms, self._shape_rel, lon, lat, cell_of, relevant)
+        # Hand each shape's hits to every jurisdiction drawn with it, then keep the point's candidates.
+        owner, slots = _expand(self._shape_start[shape], self._shape_start[shape + 1])
+        pt, jpos = pt[owner], self._shape_j[slots]
         keep = member[groups[pt], jpos]
         return pt[keep], jpos[keep]
 

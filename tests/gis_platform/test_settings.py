@@ -64,3 +64,11 @@ def test_settings_are_immutable():
     s = Settings(_env_file=None)
     with pytest.raises(ValidationError):
         s.port = 1
+
+
+def test_fume_efficiencies_from_a_comma_list(monkeypatch):
+    monkeypatch.setenv("GIS_FUME_MIN_EFFICIENCY", "65, 80, 90")
+    assert Settings(_env_file=None).fume_min_efficiency == (65.0, 80.0, 90.0)
+    monkeypatch.setenv("GIS_FUME_MIN_EFFICIENCY", "65,80")
+    with pytest.raises(ValidationError, match="three percentages"):
+        Settings(_env_file=None)
