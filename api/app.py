@@ -7,10 +7,12 @@ import os
 import secrets
 from pathlib import Path
 
+from apiflask import APIFlask
 from flask import Flask
 
-from api import errors, health, pages
+from api import auth, errors, health, pages
 from api.deps import DB_KEY, SETTINGS_KEY, close_session, get_session
+from api.docs import configure_docs
 from gis_platform.db import Database, open_database
 from gis_platform.settings import Settings
 
@@ -23,22 +25,43 @@ SECRET_KEY_FILE = "secret_key"
 
 def create_app(settings: Settings, *, database: Database | None = None) -> Flask:
     """Build the app: connect (unless given a database), configure, and register views and errors."""
-    app = Flask(__name__)
+    app = APIFlask(
+        __name__,
+        title="阳谷县数字城管平台 API · Yanggu digital city management API",
+        version=health.app_version(),
+        spec_path="/api/v1/openapi.json",
+        docs_path="/api/v1/docs",
+        docs_oauth2_redirect_path=None,
+        json_errors=False,  # errors are rendered once, as problem+json, by api.errors
+    )
     app.config.update(
         SECRET_KEY=load_secret_key(settings),
         MAX_CONTENT_LENGTH=int(settings.max_upload_mb * 1024 * 1024),
+        VALIDATION_ERROR_STATUS_CODE=400,
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_SECURE=settings.secure_cookies,
+        WTF_CSRF_CHECK_DEFAULT=False,  # checked in api.auth only for cookie-authenticated writes
+        WTF_CSRF_TIME_LIMIT=None,
     )
+    configure_docs(app)
     # Chinese text stays readable in JSON bodies; JSON is UTF-8 by definition.
     app.json.ensure_ascii = False  # type: ignore[attr-defined]
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.extensions[SETTINGS_KEY] = settings
     app.extensions[DB_KEY] = database if database is not None else open_database(settings)
 
-    app.register_blueprint(health.bp)
-    app.register_blueprint(pages.bp)
+    auth.init_app(app)
+    for blueprint in blueprints():
+        app.register_blueprint(blueprint)
     errors.init_app(app)
     app.teardown_appcontext(close_session)
     return app
+
+
+def blueprints() -> list:
+    """Return every blueprint of the platform, one per area."""
+    return [health.bp, auth.bp, pages.bp]
 
 
 def load_secret_key(settings: Settings) -> str:

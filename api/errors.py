@@ -10,6 +10,7 @@ import logging
 
 from flask import Flask, Response, current_app, render_template, request
 from sqlalchemy import exc as sa_exc
+from apiflask.exceptions import HTTPError as ApiFlaskHTTPError
 from werkzeug.exceptions import HTTPException
 
 from api.deps import rollback_session
@@ -51,6 +52,7 @@ PAGE_TITLES: dict[int, tuple[str, str]] = {
 def init_app(app: Flask) -> None:
     """Register the error handlers on an app."""
     app.register_error_handler(PlatformError, handle_platform_error)
+    app.register_error_handler(ApiFlaskHTTPError, handle_apiflask_error)
     app.register_error_handler(HTTPException, handle_http_exception)
     for exc_type in DATABASE_UNAVAILABLE:
         app.register_error_handler(exc_type, handle_database_unavailable)
@@ -89,7 +91,37 @@ def handle_platform_error(error: PlatformError) -> Response:
         rollback_session()
         log.error("%s %s: %s", request.method, request.path, error.log_detail)
     headers = {"Retry-After": RETRY_AFTER_SECONDS} if error.status == 503 else None
+    if "retry_after" in error.extra:
+        headers = {"Retry-After": str(error.extra["retry_after"])}
+    if error.status == 401:
+        headers = {"WWW-Authenticate": 'Bearer realm="gis-platform"'}
     return render_error(Problem.from_error(error), headers)
+
+
+def _flatten(detail: object, prefix: str = "") -> list[dict[str, str]]:
+    """Flatten APIFlask's {location: {field: [messages]}} into field-level problems."""
+    out: list[dict[str, str]] = []
+    if isinstance(detail, dict):
+        for key, value in detail.items():
+            name = str(key) if key not in ("json", "query", "form", "files", "headers", "path", "cookies") else ""
+            out += _flatten(value, f"{prefix}.{name}".strip(".") if name else prefix)
+    elif isinstance(detail, list) and all(isinstance(v, str) for v in detail):
+        out.append({"field": prefix or "body", "problem": "; ".join(detail)})
+    elif isinstance(detail, list):
+        for i, value in enumerate(detail):
+            out += _flatten(value, f"{prefix}[{i}]")
+    elif detail:
+        out.append({"field": prefix or "body", "problem": str(detail)})
+    return out
+
+
+def handle_apiflask_error(error: ApiFlaskHTTPError) -> Response:
+    """Render APIFlask's errors (input validation, auth) as problems with field-level messages."""
+    errors = _flatten(error.detail)
+    detail = "; ".join(f"{e['field']}: {e['problem']}" for e in errors) or str(error.message)
+    problem = Problem(status=error.status_code, title=str(error.message), detail=detail,
+                      type="/problems/validation" if error.status_code == 400 else "about:blank", errors=errors)
+    return render_error(problem, dict(error.headers or {}))
 
 
 def handle_http_exception(error: HTTPException) -> Response:

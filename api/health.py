@@ -8,7 +8,8 @@ from dataclasses import asdict, dataclass
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
-from flask import Blueprint, jsonify
+from apiflask import APIBlueprint
+from flask import jsonify
 from sqlalchemy import Engine, func, or_, select, text
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
@@ -20,7 +21,7 @@ from gis_platform.models import AdminUnit, Agency, Case, Category, GridCell, Pow
 
 log = logging.getLogger(__name__)
 
-bp = Blueprint("health", __name__, url_prefix="/api/v1")
+bp = APIBlueprint("health", __name__, url_prefix="/api/v1", tag="系统 System")
 
 # Names shown before any boundary is loaded, so an empty install still says where it is.
 KNOWN_COUNTIES: dict[str, tuple[str, str]] = {"371521": ("阳谷县", "Yanggu County")}

@@ -656,6 +656,20 @@ class Notification(Base):
     created_at: Mapped[datetime] = _now()
     read_at: Mapped[datetime | None]
 
+
+class LoginAttempt(Base):
+    """One sign-in attempt, kept for rate limiting across all worker processes."""
+
+    __tablename__ = "login_attempt"
+    __table_args__ = (Index("ix_login_attempt_recent", "username", "at"),)
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    county_code: Mapped[str] = _county()
+    username: Mapped[str] = mapped_column(String(64))
+    ip: Mapped[str | None] = mapped_column(String(64), index=True)
+    ok: Mapped[bool] = mapped_column(Boolean)
+    at: Mapped[datetime] = _now()
+
 # Every table carries a six-digit county code; the CHECK is attached here once rather than per class.
 for _table in Base.metadata.tables.values():
     if "county_code" in _table.c:

@@ -39,6 +39,8 @@ class Settings(BaseSettings):
     # Install PostgreSQL/PostGIS with apt when running as root on Debian/Ubuntu and they are missing.
     pg_auto_install: bool = True
     workers: int = Field(2, ge=1, le=64)
+    # Mark session cookies Secure (HTTPS only); turn off only for plain-HTTP trials on localhost.
+    secure_cookies: bool = True
     max_upload_mb: float = Field(10.0, gt=0)
     log_level: str = "INFO"
     # GB 18483-2001: cooking-fume emission limit and minimum purifier efficiency (%) for small /
@@ -118,6 +120,7 @@ ENV_VARS: tuple[str, ...] = (
     "GIS_PG_BIN",
     "GIS_PG_AUTO_INSTALL",
     "GIS_WORKERS",
+    "GIS_SECURE_COOKIES",
     "GIS_MAX_UPLOAD_MB",
     "GIS_LOG_LEVEL",
     "GIS_FUME_LIMIT_MG_M3",
