@@ -144,7 +144,7 @@ def report_case(session: Session, county: str, *, category: str, geometry: Any, 
                 address: str | None = None, coord_system: str = "wgs84", reporter_name: str | None = None,
                 reporter_contact: str | None = None, idempotency_key: str | None = None,
                 reported_at: datetime | None = None, external_ref: str | None = None,
-                metric_srid: int = 4548) -> ReportOutcome:
+                metric_srid: int = 4548, near_boundary_m: float = 30.0) -> ReportOutcome:
     """Take a report: validate, convert, route, store with its first event, and suggest duplicates.
 
     A retried submission with the same idempotency key returns the original case and creates nothing.
@@ -176,7 +176,8 @@ def report_case(session: Session, county: str, *, category: str, geometry: Any, 
     geom = validate_geometry(geom, field="geometry", bounds=_bounds(session, county))
     location = geom if geom.geom_type == "Point" else shapely.point_on_surface(geom)
     at = reported_at or datetime.now(UTC)
-    route = route_point(session, county, location.x, location.y, cat.code, at=at, metric_srid=metric_srid)
+    route = route_point(session, county, location.x, location.y, cat.code, at=at, metric_srid=metric_srid,
+                        near_boundary_m=near_boundary_m)
     case_id = session.scalar(text("SELECT nextval(pg_get_serial_sequence('\"case\"', 'id'))"))
     case = m.Case(
         id=case_id, county_code=county, case_no=f"AJ{at.astimezone(SHANGHAI).year}{case_id:07d}",
