@@ -179,10 +179,10 @@ class MeOut(Schema):
 
 
 @bp.post("/tokens")
+@public
 @bp.input(LoginIn, arg_name="body")
 @bp.output(TokenOut, status_code=201)
 @bp.doc(summary="Sign in and get a bearer token", responses={401: "wrong credentials", 429: "rate limited"})
-@public
 def create_token(body: dict) -> dict:
     db = get_session()
     user = check_login(db, body["username"], body["password"], request.remote_addr)
@@ -192,9 +192,9 @@ def create_token(body: dict) -> dict:
 
 
 @bp.delete("/tokens/<int:token_id>")
+@require(*STAFF)
 @bp.output({}, status_code=204)
 @bp.doc(summary="Revoke a token (your own; admins any)", security=SECURITY)
-@require(*STAFF)
 def revoke_token(token_id: int) -> tuple[str, int]:
     db = get_session()
     user = current_user()
@@ -207,9 +207,9 @@ def revoke_token(token_id: int) -> tuple[str, int]:
 
 
 @bp.get("/me")
+@require(*STAFF)
 @bp.output(MeOut)
 @bp.doc(summary="Who am I", security=SECURITY)
-@require(*STAFF)
 def me() -> dict:
     user = current_user()
     return {"id": user.id, "username": user.username, "display_name": user.display_name, "role": user.role,

@@ -32,6 +32,7 @@ from layers.cases import Actor, act, allowed_for, clock, limit_hours, report_cas
 bp = APIBlueprint("cases", __name__, url_prefix="/api/v1", tag="案件 Cases")
 
 REPORTERS = ("patroller", "operator", "supervisor", "admin")
+ACTORS = ("admin", "supervisor", "operator", "patroller", "liaison")  # planners only read
 IMAGE_TYPES = {"image/jpeg": ".jpg", "image/png": ".png", "image/webp": ".webp"}
 
 
@@ -264,13 +265,13 @@ def _expected_version(body: dict) -> int:
 
 # -- views ------------------------------------------------------------------------------------------------
 @bp.post("/cases")
+@require(*REPORTERS)
 @bp.input(CaseIn, arg_name="body")
 @bp.output(CaseOut, status_code=201)
 @bp.doc(summary="Report a case (上报)", security=SECURITY,
         description="Send an `Idempotency-Key` header: a retried submission returns the original case (200).",
         responses={200: "the original case of a retried submission", 400: "invalid input",
                    409: "conflict"})
-@require(*REPORTERS)
 def create_case(body: dict) -> Response:
     db = get_session()
     settings = get_settings()
@@ -301,9 +302,9 @@ def create_case(body: dict) -> Response:
 
 
 @bp.get("/cases/<int:case_id>")
+@require(*STAFF)
 @bp.output(CaseOut)
 @bp.doc(summary="One case, with its clock and the actions you may take", security=SECURITY)
-@require(*STAFF)
 def get_case(case_id: int):
     db = get_session()
     case = load_visible(db, case_id)
@@ -311,13 +312,13 @@ def get_case(case_id: int):
 
 
 @bp.post("/cases/<int:case_id>/transitions")
+@require(*ACTORS)
 @bp.input(TransitionIn, arg_name="body")
 @bp.output(CaseOut)
 @bp.doc(summary="Take a step of the closed loop (立案、派遣、处置、反馈、结案 …)", security=SECURITY,
         description="Guarded by the case version: send `If-Match: W/\"<version>\"` or `version` in the body.",
         responses={403: "role or unit not allowed", 409: "illegal transition or stale version",
                    428: "version missing"})
-@require(*STAFF)
 def transition_case(case_id: int, body: dict):
     db = get_session()
     case = load_visible(db, case_id)
@@ -344,9 +345,9 @@ def transition_case(case_id: int, body: dict):
 
 
 @bp.get("/cases/<int:case_id>/events")
+@require(*STAFF)
 @bp.output(EventsOut)
 @bp.doc(summary="The case's history (append-only)", security=SECURITY)
-@require(*STAFF)
 def case_events(case_id: int) -> dict:
     db = get_session()
     case = load_visible(db, case_id)
@@ -387,11 +388,11 @@ def _verify_image(data: bytes, mime: str) -> None:
 
 
 @bp.post("/cases/<int:case_id>/attachments")
+@require(*ACTORS)
 @bp.input(PhotoIn, location="form_and_files", arg_name="body")
 @bp.output(AttachmentOut, status_code=201)
 @bp.doc(summary="Attach a photo (JPEG, PNG or WebP; checked from its content)", security=SECURITY,
         responses={413: "too large", 415: "not a JPEG, PNG or WebP image"})
-@require(*STAFF)
 def upload_photo(case_id: int, body: dict):
     db = get_session()
     settings = get_settings()
@@ -435,9 +436,9 @@ def _attachment_json(photo: m.Attachment) -> dict[str, Any]:
 
 
 @bp.get("/attachments/<int:attachment_id>")
+@require(*STAFF)
 @bp.doc(summary="Download a photo", security=SECURITY,
         responses={200: {"description": "the image", "content": {t: {} for t in IMAGE_TYPES}}})
-@require(*STAFF)
 def get_photo(attachment_id: int) -> Response:
     db = get_session()
     photo = db.get(m.Attachment, attachment_id)
@@ -456,10 +457,10 @@ def get_photo(attachment_id: int) -> Response:
 
 
 @bp.get("/route")
+@require(*STAFF)
 @bp.input(RouteQuery, location="query", arg_name="query")
 @bp.output(RouteOut)
 @bp.doc(summary="Route a point and category: who should handle it, and why", security=SECURITY)
-@require(*STAFF)
 def route(query: dict) -> dict:
     settings = get_settings()
     at = query["at"]

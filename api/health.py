@@ -14,6 +14,7 @@ from sqlalchemy import Engine, func, or_, select, text
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
+from api.auth import public
 from api.deps import get_database, get_session, get_settings
 from api.errors import RETRY_AFTER_SECONDS, first_line
 from gis_platform import vocab
@@ -142,6 +143,7 @@ def app_version() -> str:
 
 
 @bp.get("/health")
+@public
 def health():
     """Report whether the app can reach PostGIS; 503 with Retry-After when it cannot."""
     probe = probe_database(get_database().engine)
@@ -164,6 +166,7 @@ def health():
 
 
 @bp.get("/summary")
+@public
 def summary():
     """Return the demo county's row counts by level, kind, holder and theme."""
     return jsonify(asdict(county_summary(get_session(), get_settings().county_code)))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from flask import Blueprint, render_template
 
+from api.auth import public
 from api.deps import get_session, get_settings
 from api.health import county_summary
 from gis_platform import vocab
@@ -12,6 +13,7 @@ bp = Blueprint("pages", __name__)
 
 
 @bp.get("/")
+@public
 def index() -> str:
     """Show the county, its row counts and the API entry points."""
     summary = county_summary(get_session(), get_settings().county_code)
