@@ -28,6 +28,9 @@ SERVE_LOCK_FILE = "serve.lock"
 # pg_advisory_lock key that serialises migrations and the demo load between concurrent serves.
 PREPARE_LOCK_KEY = 0x67_69_73_5F_70_72_65_70  # "gis_prep"
 GUNICORN_TIMEOUT_S = 30
+# gthread workers: a live-event stream (api.events) holds a thread, not the whole worker; api.events
+# caps streams per process below this so ordinary requests always find a free thread.
+GUNICORN_THREADS = 16
 
 
 class ServeLock:
@@ -247,6 +250,8 @@ def serve(host: str | None, port: int | None, workers: int | None, demo: bool, m
         options = {
             "bind": [host_port(host, port)],
             "workers": workers,
+            "worker_class": "gthread",
+            "threads": GUNICORN_THREADS,
             "timeout": GUNICORN_TIMEOUT_S,
             "preload_app": False,
             "proc_name": "gis-platform",

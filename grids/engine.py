@@ -120,10 +120,13 @@ class InProcessEngine:
         units = [(r[0], shapely.from_wkb(r[1])) for r in session.execute(text(
             "SELECT id, ST_AsBinary(geom) FROM admin_unit WHERE county_code = :c AND level <> 'county' ORDER BY id"),
             {"c": county_code})]
-        cells = [(r[0], shapely.from_wkb(r[1]), r[2]) for r in session.execute(text(
+        rows = session.execute(text(
             "SELECT g.id, ST_AsBinary(g.geom), u.grid_cell_size_m FROM grid_cell g "
             "JOIN admin_unit u ON u.id = g.admin_unit_id WHERE g.county_code = :c AND g.valid_from <= :at "
-            "AND (g.valid_to IS NULL OR g.valid_to > :at) ORDER BY g.id"), {"c": county_code, "at": at})]
+            "AND (g.valid_to IS NULL OR g.valid_to > :at) ORDER BY g.id"), {"c": county_code, "at": at}).all()
+        # Thousands of cells: parse their WKB in one vectorised call.
+        geoms = shapely.from_wkb([r[1] for r in rows]) if rows else []
+        cells = [(r[0], g, r[2]) for r, g in zip(rows, geoms)]
         jurisdictions = [(r[0], r[1], shapely.from_wkb(r[2])) for r in session.execute(text(
             "SELECT id, agency_id, ST_AsBinary(geom) FROM jurisdiction WHERE county_code = :c "
             "AND valid_from <= :at AND (valid_to IS NULL OR valid_to > :at) ORDER BY id"),
@@ -157,13 +160,11 @@ class InProcessEngine:
             c1 = np.floor((maxx + EDGE_EPS_M) / size).astype(np.int64)
             r0 = np.floor((miny - EDGE_EPS_M) / size).astype(np.int64)
             r1 = np.floor((maxy + EDGE_EPS_M) / size).astype(np.int64)
-            keys, cells = [], []
-            for k in range(len(pos_arr)):
-                cols, rows = np.meshgrid(np.arange(c0[k], c1[k] + 1), np.arange(r0[k], r1[k] + 1))
-                keys.append(_key(cols.ravel(), rows.ravel()))
-                cells.append(np.full(cols.size, pos_arr[k]))
-            all_keys = np.concatenate(keys)
-            all_cells = np.concatenate(cells)
+            # Every (cell, square) pair at once: slot j of cell k is square (c0 + j % width, r0 + j // width).
+            width = c1 - c0 + 1
+            owner, slot = _expand(np.zeros(len(pos_arr), np.int64), width * (r1 - r0 + 1))
+            all_keys = _key(c0[owner] + slot % width[owner], r0[owner] + slot // width[owner])
+            all_cells = pos_arr[owner]
             order = np.argsort(all_keys, kind="stable")
             indexes.append(_CellIndex(size, all_keys[order], all_cells[order]))
         return indexes

@@ -95,3 +95,50 @@ def add_photo(session: Session, case: m.Case, stage: str = "after") -> m.Attachm
     session.add(photo)
     session.flush()
     return photo
+
+
+def add_coordination_parties(session: Session, county: MiniCounty) -> MiniCounty:
+    """Add township-office liaisons, a department-level liaison and an unrelated department with its own.
+
+    Users: ``ow`` / ``oe`` (west / east township offices), ``ld`` (the market department itself, parent of
+    the team whose liaison is ``li``), ``lnr`` (the natural-resources department, which is sent nothing).
+    """
+    code = county.code
+    nr = m.Agency(county_code=code, code="ZRZY", name="自然资源局", name_en="Natural Resources", kind="department")
+    session.add(nr)
+    session.flush()
+    county.agencies["dept_nr"] = nr.id
+    for username, agency in (("ow", "office_west"), ("oe", "office_east"), ("ld", "dept"), ("lnr", "dept_nr")):
+        user = m.User(county_code=code, username=username, display_name=username, password_hash="x",
+                      role="liaison", agency_id=county.agencies[agency])
+        session.add(user)
+        session.flush()
+        county.users[username] = user
+    return county
+
+
+def add_categories(session: Session, county: MiniCounty,
+                   codes: tuple[str, ...] = ("IS01", "FS01", "FS02", "IO01", "PR01")) -> MiniCounty:
+    """Add categories of the default dictionary (theme, limits, duplicate window) to a mini county."""
+    from gis_platform.catalogue import DEFAULT_CATEGORIES
+
+    specs = {c.code: c for c in DEFAULT_CATEGORIES}
+    for code in codes:
+        spec = specs[code]
+        agency = county.agencies["bureau" if spec.holder == "bureau" else "team"]
+        power = m.Power(county_code=county.code, code=f"P-{code}", name="p", domain=spec.power_domain,
+                        power_type="penalty", exercised_by=spec.holder, agency_id=agency)
+        session.add(power)
+        session.flush()
+        cat = m.Category(county_code=county.code, code=code, name=spec.name, name_en=spec.name_en,
+                         event_class=spec.event_class, theme=spec.theme, power_id=power.id,
+                         geometry_kind=spec.geometry_kind, dup_radius_m=spec.dup_radius_m,
+                         dup_window_h=spec.dup_window_h)
+        session.add(cat)
+        session.flush()
+        for urgency, hours in zip(("normal", "urgent", "emergency"), spec.limits):
+            session.add(m.TimeLimit(county_code=county.code, category_id=cat.id, urgency=urgency,
+                                    working_hours=Decimal(str(hours))))
+        county.categories[code] = cat.id
+    session.flush()
+    return county
