@@ -25,7 +25,7 @@ from api.deps import get_session, get_settings
 from gis_platform import models as m
 from gis_platform import vocab
 from gis_platform.errors import Conflict, FieldError, Forbidden, NotFound, PlatformError, ValidationError
-from gis_platform.workflow import ACTIONS_BY_NAME
+from gis_platform.workflow import ACTIONS, ACTIONS_BY_NAME
 from grids.routing import route_point
 from layers.cases import Actor, act, allowed_for, clock, limit_hours, report_case
 
@@ -63,7 +63,7 @@ class CaseIn(Schema):
 
 
 class TransitionIn(Schema):
-    action = String(required=True, validate=OneOf([a for a in ACTIONS_BY_NAME if a not in ("report", "link_duplicate")]))
+    action = String(required=True, validate=OneOf([a.name for a in ACTIONS if a.manual and a.name != "report"]))
     version = Integer(load_default=None, allow_none=True, validate=Range(1, 2**31 - 1))
     note = String(load_default=None, allow_none=True, validate=Length(0, 2000))
     target_agency_id = Integer(load_default=None, allow_none=True, validate=Range(1, 2**31 - 1))

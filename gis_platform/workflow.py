@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from gis_platform.errors import Conflict
+from gis_platform.vocab import CASE_STATUSES
 
 
 @dataclass(frozen=True)
@@ -22,6 +23,9 @@ class Action:
     roles: tuple[str, ...]
     # Steps that start, pause or stop the handling clock.
     starts_clock: bool = False
+    # False for steps recorded by another service (a merge, a seizure, a demolition stage):
+    # they appear in the history but are not offered as transitions.
+    manual: bool = True
 
 
 ACTIONS: tuple[Action, ...] = (
@@ -45,21 +49,29 @@ ACTIONS: tuple[Action, ...] = (
     Action("reroute", "改派/重新定位", ("reported", "filed", "returned"), None, ("operator", "supervisor", "admin")),
     # Recorded on the surviving case when a duplicate is merged into it.
     Action("link_duplicate", "关联重复案件", ("reported", "filed", "dispatched", "accepted", "returned", "handled",
-                                            "deferred"), None, ("supervisor", "operator", "admin")),
+                                            "deferred"), None, ("supervisor", "operator", "admin"), manual=False),
+    # Recorded by the theme services (layers/rules) on the case they belong to.
+    Action("structure_stage", "违建阶段变更", CASE_STATUSES, None, ("patroller", "operator", "supervisor", "admin"),
+           manual=False),
+    Action("seize_item", "暂扣物品", CASE_STATUSES, None, ("patroller", "operator", "supervisor", "admin"),
+           manual=False),
+    Action("return_item", "退还物品", CASE_STATUSES, None, ("patroller", "operator", "supervisor", "admin"),
+           manual=False),
+    Action("confiscate_item", "没收物品", CASE_STATUSES, None, ("operator", "supervisor", "admin"), manual=False),
 )
 
 ACTIONS_BY_NAME: dict[str, Action] = {a.name: a for a in ACTIONS}
 
 
 def allowed_actions(status: str) -> list[str]:
-    """Return the actions that may be taken from a status."""
-    return [a.name for a in ACTIONS if status in a.sources]
+    """Return the actions a person may take from a status."""
+    return [a.name for a in ACTIONS if a.manual and status in a.sources]
 
 
 def transition(status: str, action_name: str) -> str:
     """Return the status after an action, or raise Conflict listing the allowed actions."""
     action = ACTIONS_BY_NAME.get(action_name)
-    if action is None or status not in action.sources:
+    if action is None or status not in action.sources or not action.manual:
         allowed = allowed_actions(status)
         raise Conflict(
             f"action {action_name!r} is not allowed from status {status!r}; allowed: {', '.join(allowed) or 'none'}",

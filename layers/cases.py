@@ -91,7 +91,7 @@ def _category(session: Session, county: str, code: str) -> m.Category:
     return cat
 
 
-def _bounds(session: Session, county: str) -> tuple[float, float, float, float]:
+def county_bounds(session: Session, county: str) -> tuple[float, float, float, float]:
     row = session.execute(text(
         "SELECT ST_XMin(geom), ST_YMin(geom), ST_XMax(geom), ST_YMax(geom) FROM admin_unit "
         "WHERE county_code = :c AND level = 'county'"), {"c": county}).first()
@@ -100,7 +100,7 @@ def _bounds(session: Session, county: str) -> tuple[float, float, float, float]:
     return tuple(row)  # type: ignore[return-value]
 
 
-def _append_event(session: Session, case: m.Case, action: str, from_status: str | None, to_status: str,
+def append_event(session: Session, case: m.Case, action: str, from_status: str | None, to_status: str,
                   actor: Actor, at: datetime, *, note: str | None = None, geom: str | None = None,
                   data: dict[str, Any] | None = None) -> m.CaseEvent:
     seq = session.scalar(select(func.coalesce(func.max(m.CaseEvent.seq), 0)).where(m.CaseEvent.case_id == case.id))
@@ -173,7 +173,7 @@ def report_case(session: Session, county: str, *, category: str, geometry: Any, 
     raw = parse_geometry(geometry, field="geometry")
     original = shapely.to_geojson(raw) if coord_system in ("gcj02", "bd09") else None
     geom = geometry_to_wgs84(raw, coord_system)
-    geom = validate_geometry(geom, field="geometry", bounds=_bounds(session, county))
+    geom = validate_geometry(geom, field="geometry", bounds=county_bounds(session, county))
     location = geom if geom.geom_type == "Point" else shapely.point_on_surface(geom)
     at = reported_at or datetime.now(UTC)
     route = route_point(session, county, location.x, location.y, cat.code, at=at, metric_srid=metric_srid,
@@ -203,7 +203,7 @@ def report_case(session: Session, county: str, *, category: str, geometry: Any, 
             raise
         return ReportOutcome(existing, False, existing.routing)
     duplicates = find_duplicates(session, case, cat, at=at)
-    _append_event(session, case, "report", None, "reported", reporter, at, note=description[:200] or None,
+    append_event(session, case, "report", None, "reported", reporter, at, note=description[:200] or None,
                   data={"route": route.as_record(), "duplicates": [d.case_no for d in duplicates]} )
     if reporter.user_id is not None or reporter_contact:
         session.add(m.CaseFollower(county_code=county, case_id=case.id, user_id=reporter.user_id,
@@ -373,7 +373,7 @@ def _act(session: Session, case_id: int, action: str, actor: Actor, *, expected_
         _link_duplicate(session, case, target, actor, at)
     case.status = after
     case.updated_at = at
-    _append_event(session, case, action, before, after, actor, at, note=note, data=data or None)
+    append_event(session, case, action, before, after, actor, at, note=note, data=data or None)
     session.flush()
     label = ACTIONS_BY_NAME[action].label
     _notify(session, case, f"案件 {case.case_no}：{label}（{vocab.CASE_STATUS_LABELS[after]}）",
@@ -410,7 +410,7 @@ def _link_duplicate(session: Session, dup: m.Case, target: m.Case, actor: Actor,
         if not exists:
             session.add(m.CaseFollower(county_code=target.county_code, case_id=target.id, user_id=f.user_id,
                                        contact=f.contact, reason="merged_duplicate"))
-    _append_event(session, target, "link_duplicate", target.status, target.status, actor, at,
+    append_event(session, target, "link_duplicate", target.status, target.status, actor, at,
                   note=f"合并重复案件 {dup.case_no}", data={"duplicate": dup.case_no})
     _notify(session, target, f"案件 {target.case_no}：已合并重复上报 {dup.case_no}")
 
