@@ -11,10 +11,11 @@ from apiflask import APIFlask
 from flask import Flask
 
 from api import auth, cases, errors, events, health, open311, pages, tiles
-from api.deps import DB_KEY, SETTINGS_KEY, close_session, get_session
+from api.deps import CALENDAR_KEY, DB_KEY, SETTINGS_KEY, close_session, get_session
 from api.docs import configure_docs
 from gis_platform.db import Database, open_database
 from gis_platform.settings import Settings
+from gis_platform.workcalendar import calendar_from_settings
 
 __all__ = ["create_app", "get_session", "load_secret_key"]
 
@@ -49,6 +50,7 @@ def create_app(settings: Settings, *, database: Database | None = None) -> Flask
     app.json.ensure_ascii = False  # type: ignore[attr-defined]
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.extensions[SETTINGS_KEY] = settings
+    app.extensions[CALENDAR_KEY] = calendar_from_settings(settings)
     app.extensions[DB_KEY] = database if database is not None else open_database(settings)
 
     auth.init_app(app)

@@ -21,12 +21,13 @@ from flask import Response, request, send_file
 from sqlalchemy import text
 
 from api.auth import SECURITY, STAFF, current_actor, current_user, require
-from api.deps import get_session, get_settings
+from api.deps import get_calendar, get_session, get_settings
 from gis_platform import models as m
 from gis_platform import vocab
 from gis_platform.errors import Conflict, FieldError, Forbidden, NotFound, PlatformError, ValidationError
 from gis_platform.workflow import ACTIONS, ACTIONS_BY_NAME
 from grids.routing import route_point
+from grids.versions import reroute_case
 from layers.cases import Actor, act, allowed_for, clock, limit_hours, report_case
 
 bp = APIBlueprint("cases", __name__, url_prefix="/api/v1", tag="案件 Cases")
@@ -103,6 +104,7 @@ class ClockOut(Schema):
     remaining_hours = Float(allow_none=True)
     overdue = Boolean()
     overrun_multiple = Float()
+    calendar_note = String(allow_none=True)
 
 
 class CaseOut(Schema):
@@ -223,7 +225,7 @@ def case_json(db, case: m.Case, *, duplicates: list | None = None, replayed: boo
         {"i": case.id}).one()
     unit = db.get(m.AdminUnit, case.admin_unit_id) if case.admin_unit_id else None
     cell = db.get(m.GridCell, case.grid_cell_id) if case.grid_cell_id else None
-    c = clock(case, limit_hours(db, case))
+    c = clock(case, limit_hours(db, case), calendar=get_calendar())
     merged = db.get(m.Case, case.merged_into_id).case_no if case.merged_into_id else None
     return {
         "id": case.id, "case_no": case.case_no, "version": case.version, "status": case.status,
@@ -237,7 +239,8 @@ def case_json(db, case: m.Case, *, duplicates: list | None = None, replayed: boo
         "assigned": _agency(db, case.assigned_agency_id), "near_boundary": case.near_boundary,
         "fallback_township": case.fallback_township, "routing": case.routing,
         "clock": {"limit_hours": c.limit_hours, "due_at": _iso(c.due_at), "elapsed_hours": c.elapsed_hours,
-                  "remaining_hours": c.remaining_hours, "overdue": c.overdue, "overrun_multiple": c.overrun_multiple},
+                  "remaining_hours": c.remaining_hours, "overdue": c.overdue, "overrun_multiple": c.overrun_multiple,
+                  "calendar_note": c.calendar_note},
         "allowed_actions": allowed_for(case, current_actor()), "merged_into": merged,
         "duplicates": [{"case_id": d.case_id, "case_no": d.case_no, "distance_m": d.distance_m,
                         "reported_at": _iso(d.reported_at), "status": d.status} for d in duplicates or []],
@@ -325,11 +328,7 @@ def transition_case(case_id: int, body: dict):
     version = _expected_version(body)
     actor = current_actor()
     if body["action"] == "reroute":
-        from grids.versions import reroute_case
-
         if actor.role not in ACTIONS_BY_NAME["reroute"].roles:
-            from gis_platform.errors import Forbidden
-
             raise Forbidden(f"the {actor.role} role may not re-route cases")
         reroute_case(db, case.id, reason=body["note"] or "", expected_version=version, category=body["category"],
                      lon=body["lon"], lat=body["lat"], actor_id=actor.user_id, actor_role=actor.role,
@@ -337,7 +336,8 @@ def transition_case(case_id: int, body: dict):
     else:
         act(db, case.id, body["action"], actor, expected_version=version, note=body["note"],
             target_agency_id=body["target_agency_id"], hours=body["hours"], score=body["score"],
-            merge_into=body["merge_into"], attachment_ids=body["attachment_ids"], category=body["category"])
+            merge_into=body["merge_into"], attachment_ids=body["attachment_ids"], category=body["category"],
+            calendar=get_calendar())
     db.refresh(case)
     payload = case_json(db, case)
     db.commit()

@@ -13,6 +13,7 @@ from gis_platform.settings import Settings
 
 DB_KEY = "gis_platform.db"
 SETTINGS_KEY = "gis_platform.settings"
+CALENDAR_KEY = "gis_platform.calendar"
 
 log = logging.getLogger(__name__)
 
@@ -20,6 +21,11 @@ log = logging.getLogger(__name__)
 def get_settings() -> Settings:
     """Return the settings the running app was built with."""
     return current_app.extensions[SETTINGS_KEY]
+
+
+def get_calendar():
+    """Return the working calendar of the running app (official schedule plus configured overrides)."""
+    return current_app.extensions[CALENDAR_KEY]
 
 
 def get_database() -> Database:

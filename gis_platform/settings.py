@@ -47,6 +47,8 @@ class Settings(BaseSettings):
     # medium / large premises; provinces may set stricter values.
     fume_limit_mg_m3: float = Field(2.0, gt=0)
     fume_min_efficiency: Annotated[tuple[float, float, float], NoDecode] = (60.0, 75.0, 85.0)
+    # Official holidays and make-up working days for years chinese-calendar does not know yet (JSON).
+    calendar_file: Path | None = None
     # Distance to a jurisdiction boundary under which a routed report is flagged for confirmation.
     near_boundary_m: float = Field(30.0, ge=0)
 
@@ -126,4 +128,5 @@ ENV_VARS: tuple[str, ...] = (
     "GIS_FUME_LIMIT_MG_M3",
     "GIS_FUME_MIN_EFFICIENCY",
     "GIS_NEAR_BOUNDARY_M",
+    "GIS_CALENDAR_FILE",
 )

@@ -7,6 +7,7 @@ silent weekends-only guess would put deadlines on public holidays.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
@@ -14,7 +15,13 @@ from zoneinfo import ZoneInfo
 
 import chinese_calendar
 
+from pathlib import Path
+from typing import TYPE_CHECKING
+
 from gis_platform.errors import ConfigurationError
+
+if TYPE_CHECKING:
+    from gis_platform.settings import Settings
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 
@@ -47,8 +54,20 @@ class WorkCalendar:
             for start, end in self.windows
         )
 
+    def __post_init__(self) -> None:
+        # chinese-calendar scans its tables on every call (~0.1 ms); indicators ask about the same days
+        # tens of thousands of times, so answers are remembered per calendar.
+        object.__setattr__(self, "_known", {})
+
     def is_workday(self, day: date) -> bool:
         """Return whether a date is an official working day."""
+        known = self._known  # type: ignore[attr-defined]
+        answer = known.get(day)
+        if answer is None:
+            answer = known[day] = self._decide(day)
+        return answer
+
+    def _decide(self, day: date) -> bool:
         override = self.overrides.get(day.year)
         if override is not None:
             if day in override.workdays:
@@ -134,6 +153,36 @@ class WorkCalendar:
             if self.is_workday(day):
                 counted += 1
         return datetime.combine(day, self.windows[-1][1], SHANGHAI)
+
+
+def load_overrides(path: Path) -> dict[int, YearOverride]:
+    """Read year overrides from JSON: {"2027": {"holidays": ["2027-01-01", ...], "workdays": [...]}}."""
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ConfigurationError(f"GIS_CALENDAR_FILE {path}: cannot read JSON ({exc})") from None
+    if not isinstance(raw, dict):
+        raise ConfigurationError(f"GIS_CALENDAR_FILE {path}: expected an object keyed by year")
+    out: dict[int, YearOverride] = {}
+    for year, spec in raw.items():
+        if not str(year).isdigit() or not isinstance(spec, dict):
+            raise ConfigurationError(f"GIS_CALENDAR_FILE {path}: {year!r} is not a year with holidays/workdays")
+        try:
+            days = {key: frozenset(date.fromisoformat(d) for d in spec.get(key, [])) for key in ("holidays", "workdays")}
+        except (TypeError, ValueError) as exc:
+            raise ConfigurationError(f"GIS_CALENDAR_FILE {path}, year {year}: {exc}") from None
+        wrong = [d for d in days["holidays"] | days["workdays"] if d.year != int(year)]
+        if wrong:
+            raise ConfigurationError(f"GIS_CALENDAR_FILE {path}, year {year}: {wrong[0]} is in another year")
+        out[int(year)] = YearOverride(holidays=days["holidays"], workdays=days["workdays"])
+    return out
+
+
+def calendar_from_settings(settings: Settings) -> WorkCalendar:
+    """Return the working calendar, with the year overrides of GIS_CALENDAR_FILE when set."""
+    if settings.calendar_file is None:
+        return WorkCalendar()
+    return WorkCalendar(overrides=load_overrides(settings.calendar_file))
 
 
 def overrun_multiple(elapsed_hours: float, limit_hours: float) -> float:

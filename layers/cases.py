@@ -24,7 +24,7 @@ from gis_platform import vocab
 from gis_platform.coords import Conversion, geometry_to_wgs84
 from gis_platform.errors import Conflict, FieldError, Forbidden, NotFound, ValidationError
 from gis_platform.geometry import parse_geometry, to_ewkt, validate_geometry
-from gis_platform.workcalendar import SHANGHAI, WorkCalendar, overrun_multiple
+from gis_platform.workcalendar import SHANGHAI, UnknownCalendarYear, WorkCalendar, overrun_multiple
 from gis_platform.workflow import ACTIONS_BY_NAME, allowed_actions, transition
 from grids.routing import route_point
 from grids.versions import apply_route, reroute_case
@@ -81,6 +81,8 @@ class CaseClock:
     remaining_hours: float | None
     overdue: bool
     overrun_multiple: float
+    # Set when the official calendar of a year involved is unknown: the clock cannot be read.
+    calendar_note: str | None = None
 
 
 def _category(session: Session, county: str, code: str) -> m.Category:
@@ -227,9 +229,22 @@ def clock(case: m.Case, limit: float | None, *, now: datetime | None = None,
         return CaseClock(limit, case.due_at, None, None, False, 0.0)
     allowed = limit + float(case.extended_hours or 0)
     end = case.handled_at or now
-    elapsed = calendar.working_hours_between(case.dispatched_at, end)
+    try:
+        elapsed = calendar.working_hours_between(case.dispatched_at, end)
+    except UnknownCalendarYear as exc:
+        return CaseClock(limit, case.due_at, None, None, False, 0.0, exc.detail)
     return CaseClock(limit, case.due_at, round(elapsed, 2), round(allowed - elapsed, 2), elapsed > allowed,
                      overrun_multiple(elapsed, allowed))
+
+
+def _deadline(calendar: WorkCalendar, start: datetime, hours: float, data: dict[str, Any]) -> datetime | None:
+    """Return start + working hours, or None (noted in the event) when the year's calendar is unknown."""
+    try:
+        return calendar.add_working_hours(start, hours)
+    except UnknownCalendarYear as exc:
+        # Never a weekends-only guess: the deadline stays open and the history says why.
+        data["deadline_unknown"] = exc.detail
+        return None
 
 
 def _load(session: Session, case_id: int, expected_version: int | None) -> m.Case:
@@ -303,8 +318,8 @@ def _act(session: Session, case_id: int, action: str, actor: Actor, *, expected_
         if limit is None:
             raise ValidationError(FieldError("category", "no time limit configured for this category and urgency"))
         case.dispatched_at = at
-        case.due_at = calendar.add_working_hours(at, limit + float(case.extended_hours or 0))
-        data["due_at"] = case.due_at.isoformat()
+        case.due_at = _deadline(calendar, at, limit + float(case.extended_hours or 0), data)
+        data["due_at"] = case.due_at.isoformat() if case.due_at else None
     elif action == "return":
         if not note:
             raise ValidationError(FieldError("note", "say why the case is not this unit's"))
@@ -347,8 +362,8 @@ def _act(session: Session, case_id: int, action: str, actor: Actor, *, expected_
             case.extended_hours = Decimal(str(float(case.extended_hours or 0) + float(hours)))
             if case.dispatched_at is not None:
                 limit = limit_hours(session, case) or 0.0
-                case.due_at = calendar.add_working_hours(case.dispatched_at, limit + float(case.extended_hours))
-                data["due_at"] = case.due_at.isoformat()
+                case.due_at = _deadline(calendar, case.dispatched_at, limit + float(case.extended_hours), data)
+                data["due_at"] = case.due_at.isoformat() if case.due_at else None
     elif action == "defer":
         if not note:
             raise ValidationError(FieldError("note", "say why the case is deferred"))
@@ -358,11 +373,15 @@ def _act(session: Session, case_id: int, action: str, actor: Actor, *, expected_
             m.CaseEvent.case_id == case.id, m.CaseEvent.action == "defer").order_by(m.CaseEvent.seq.desc()).limit(1))
         if paused is not None and case.dispatched_at is not None:
             # The clock stood still while the case was deferred: the paused working hours are added.
-            paused_hours = calendar.working_hours_between(paused, at)
+            try:
+                paused_hours = calendar.working_hours_between(paused, at)
+            except UnknownCalendarYear as exc:
+                paused_hours = 0.0
+                data["deadline_unknown"] = exc.detail
             case.extended_hours = Decimal(str(round(float(case.extended_hours or 0) + paused_hours, 2)))
             limit = limit_hours(session, case) or 0.0
-            case.due_at = calendar.add_working_hours(case.dispatched_at, limit + float(case.extended_hours))
-            data.update(paused_hours=round(paused_hours, 2), due_at=case.due_at.isoformat())
+            case.due_at = _deadline(calendar, case.dispatched_at, limit + float(case.extended_hours), data)
+            data.update(paused_hours=round(paused_hours, 2), due_at=case.due_at.isoformat() if case.due_at else None)
     elif action == "supervise":
         data["clock"] = asdict(clock(case, limit_hours(session, case), now=at, calendar=calendar)) | {
             "due_at": case.due_at.isoformat() if case.due_at else None}

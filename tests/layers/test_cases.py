@@ -281,3 +281,29 @@ def test_concurrent_dispatch_exactly_one_wins(committed_engine):
         assert s.scalar(select(func.count()).select_from(m.CaseEvent).where(
             m.CaseEvent.case_id == case_id, m.CaseEvent.action == "dispatch")) == 1
         assert s.get(m.Case, case_id).version == 3
+
+
+def test_unknown_calendar_year_leaves_the_deadline_open_and_says_why(db_session, county, tmp_path):
+    from gis_platform.settings import Settings
+    from gis_platform.workcalendar import calendar_from_settings
+
+    case = report(db_session, county).case
+    act(db_session, case.id, "file", actor(county, "sup1"))
+    # chinese-calendar 1.11 knows up to 2026: a 16-hour limit from 31 Dec 2026 runs into 2027.
+    act(db_session, case.id, "dispatch", actor(county, "op"), at=datetime(2026, 12, 31, 17, 0, tzinfo=SHANGHAI))
+    assert case.due_at is None
+    data = db_session.scalar(select(m.CaseEvent.data).where(m.CaseEvent.case_id == case.id,
+                                                          m.CaseEvent.action == "dispatch"))
+    assert "2027" in data["deadline_unknown"] and "override" in data["deadline_unknown"]
+    c = clock(case, 16.0, now=datetime(2027, 1, 5, tzinfo=SHANGHAI))
+    assert c.calendar_note and not c.overdue and c.elapsed_hours is None
+    # With the year's schedule configured, the deadline is computed.
+    overrides = tmp_path / "calendar.json"
+    overrides.write_text('{"2027": {"holidays": ["2027-01-01"], "workdays": []}}', encoding="utf-8")
+    calendar = calendar_from_settings(Settings(_env_file=None, calendar_file=overrides))
+    second = report(db_session, county, geometry=EAST).case
+    act(db_session, second.id, "file", actor(county, "sup1"))
+    act(db_session, second.id, "dispatch", actor(county, "op"), at=datetime(2026, 12, 31, 17, 0, tzinfo=SHANGHAI),
+        calendar=calendar)
+    # 1 h on 31 Dec, 1 Jan is a holiday, 2–3 Jan a weekend: 8 h on Monday 4 Jan, 7 h on Tuesday → 17:00.
+    assert second.due_at == datetime(2027, 1, 5, 17, 0, tzinfo=SHANGHAI)

@@ -1,0 +1,1 @@
+"""The thematic layers, one module each; ``layers.registry`` names every one of them."""
