@@ -7,18 +7,22 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test bootstrap system-packages db-stop clean help
+.PHONY: run test bench bootstrap system-packages db-stop clean help
 
 help:
 	@echo "make run    – install what is missing, start PostGIS, load the demo county, serve on GIS_HOST:GIS_PORT"
 	@echo "make test   – install what is missing and run the whole test suite against real PostGIS"
 	@echo "make db-stop – stop the self-managed PostgreSQL cluster"
+	@echo "make bench  – run the benchmarks (routing: 1 M points, several minutes); tables in var/bench/"
 
 run: bootstrap
 	$(BIN)/gis-platform serve --demo
 
 test: bootstrap
 	$(BIN)/python -m pytest -q -p no:cacheprovider
+
+bench: bootstrap
+	$(BIN)/python -m bench
 
 db-stop: bootstrap
 	$(BIN)/gis-platform db stop
