@@ -27,6 +27,9 @@ MAX_LIMIT = 10_000
 MAX_FILTER_VALUES = 200
 MAX_FILTER_VALUE_LENGTH = 64
 BBOX_ORDER = "minLon,minLat,maxLon,maxLat"
+# The internal filter on the agency a feature's case is assigned to. Only the server sets it (the API
+# refuses query names that are not a layer's public ``filters``), so a user cannot widen what they see.
+ASSIGNED_FILTER = "_assigned"
 _TRUE = {"true", "1", "yes", "t", "y"}
 _FALSE = {"false", "0", "no", "f", "n"}
 
@@ -192,6 +195,8 @@ class Filter:
 
     ``choices`` limits values to a vocabulary; ``boolean`` filters take true/false and compare the
     expression itself; ``default`` applies when the caller gives no value (never to ``get``).
+    ``integer`` filters take whole numbers (ids). ``internal`` filters are set by the server, for
+    visibility: they are not listed in a layer's ``filters``, which is all a caller may send.
     """
 
     column: str
@@ -199,6 +204,14 @@ class Filter:
     choices: tuple[str, ...] | None = None
     boolean: bool = False
     default: tuple[str, ...] = ()
+    integer: bool = False
+    internal: bool = False
+
+
+def assigned_filter(column: str) -> Filter:
+    """Return the internal filter restricting a case-based layer to cases assigned to given agency ids."""
+    return Filter(column, "承办单位 id（服务端设定）/ assigned agency id(s), set by the server", integer=True,
+                  internal=True)
 
 
 # --- the protocol -------------------------------------------------------------------------------------
@@ -220,12 +233,18 @@ class Layer(Protocol):
         """Return the accepted filter names and what each means."""
         ...
 
+    @property
+    def internal_filters(self) -> frozenset[str]:
+        """Return the names of the filters only the server sets (e.g. ``ASSIGNED_FILTER``)."""
+        ...
+
     def query(self, session: Session, q: LayerQuery) -> LayerPage:
         """Return one page of features matching the query."""
         ...
 
-    def get(self, session: Session, county_code: str, id: int) -> dict[str, Any] | None:
-        """Return one feature by id, or None."""
+    def get(self, session: Session, county_code: str, id: int, *,
+            filters: Mapping[str, str | list[str]] | None = None) -> dict[str, Any] | None:
+        """Return one feature by id, or None; ``filters`` (say, visibility) must hold for it too."""
         ...
 
     def to_feature(self, row: Any) -> dict[str, Any]:
@@ -281,7 +300,12 @@ class SqlLayer:
     @property
     def filters(self) -> Mapping[str, str]:
         """Return the accepted filter names and what each means."""
-        return {name: f.description for name, f in self.filter_columns.items()}
+        return {name: f.description for name, f in self.filter_columns.items() if not f.internal}
+
+    @property
+    def internal_filters(self) -> frozenset[str]:
+        """Return the names of the filters only the server sets."""
+        return frozenset(name for name, f in self.filter_columns.items() if f.internal)
 
     def to_properties(self, row: Row[Any]) -> dict[str, Any]:
         """Return the feature properties of one row."""
@@ -298,9 +322,11 @@ class SqlLayer:
         where, params = self._where(q, applied=True)
         return self._run(session, where, params, q.limit, q.offset)
 
-    def get(self, session: Session, county_code: str, id: int) -> dict[str, Any] | None:
-        """Return one feature by id, or None; filter defaults and validity do not apply."""
-        where, params = self._where(LayerQuery(county_code, ids=(id,), limit=1), applied=False)
+    def get(self, session: Session, county_code: str, id: int, *,
+            filters: Mapping[str, str | list[str]] | None = None) -> dict[str, Any] | None:
+        """Return one feature by id, or None; filter defaults and validity do not apply, given filters do."""
+        where, params = self._where(LayerQuery(county_code, ids=(id,), filters=filters or {}, limit=1),
+                                    applied=False)
         page = self._run(session, where, params, 1, 0, count=False)
         return page.features[0] if page.features else None
 
@@ -329,7 +355,7 @@ class SqlLayer:
         params: dict[str, Any] = {"county_code": q.county_code, "at": q.at or datetime.now(UTC), **self.params}
         unknown = sorted(set(q.filters) - set(self.filter_columns))
         if unknown:
-            accepted = ", ".join(self.filter_columns) or "none"
+            accepted = ", ".join(self.filters) or "none"
             raise ValidationError([FieldError(n, f"layer {self.name} has no filter {n!r}; accepted: {accepted}")
                                    for n in unknown])
         if q.ids is not None:
@@ -367,6 +393,10 @@ class SqlLayer:
             if word not in _TRUE | _FALSE:
                 raise ValidationError(FieldError(name, "must be true or false"))
             return f"({spec.column}) = :f_{name}", word in _TRUE
+        if spec.integer:
+            if not all(v.isascii() and v.isdigit() and len(v) <= 18 for v in values):
+                raise ValidationError(FieldError(name, "give whole-number ids"))
+            return f"{spec.column} = ANY(:f_{name})", [int(v) for v in values]
         if spec.choices is not None:
             bad = [v for v in values if v not in spec.choices]
             if bad:

@@ -18,7 +18,7 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from gis_platform import vocab
-from layers.base import Filter, LayerPage, LayerQuery, Legend, LegendEntry, SqlLayer, Style, iso, num
+from layers.base import ASSIGNED_FILTER, Filter, LayerPage, LayerQuery, Legend, LegendEntry, SqlLayer, Style, assigned_filter, iso, num
 from layers.cases import CALENDAR, clock
 
 AMBIGUOUS = timedelta(days=31)  # longer than any official run of days off
@@ -88,6 +88,7 @@ class CasesLayer(SqlLayer):
         "urgency": Filter("c.urgency", "紧急程度 / urgency: " + ", ".join(vocab.URGENCIES), choices=vocab.URGENCIES),
         "overdue": Filter(f"{PAST_DUE} AND NOT c.id = ANY(CAST(:clock_on_time AS bigint[]))",
                           "超期 / overdue at the query's moment: true or false", boolean=True),
+        ASSIGNED_FILTER: assigned_filter("c.assigned_agency_id"),  # visibility, set by the API
     }
 
     @property

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from gis_platform import vocab
-from layers.base import Filter, Legend, LegendEntry, SqlLayer, Style, iso
+from layers.base import ASSIGNED_FILTER, Filter, Legend, LegendEntry, SqlLayer, Style, assigned_filter, iso
 
 STATUS_LABELS = {"open": "办理中", "replied": "已答复", "closed": "已办结"}
 STATUS_COLOURS = {"open": "#e66101", "replied": "#2c7fb8", "closed": "#1a9641"}
@@ -34,6 +34,8 @@ class HotlineTicketsLayer(SqlLayer):
     filter_columns = {
         "status": Filter("h.status", "状态 / status: " + ", ".join(vocab.HOTLINE_STATUSES),
                          choices=vocab.HOTLINE_STATUSES),
+        # Visibility, set by the API: a ticket without a case matches no agency, so units do not see it.
+        ASSIGNED_FILTER: assigned_filter("c.assigned_agency_id"),
     }
 
     def to_properties(self, row: Any) -> dict[str, Any]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from gis_platform import vocab
-from layers.base import Filter, Legend, LegendEntry, SqlLayer, Style, iso
+from layers.base import ASSIGNED_FILTER, Filter, Legend, LegendEntry, SqlLayer, Style, assigned_filter, iso
 
 STATUS_LABELS = {"held": "暂扣中", "returned": "已退还", "confiscated": "已没收"}
 STATUS_COLOURS = {"held": "#e66101", "returned": "#1a9641", "confiscated": "#5e3c99"}
@@ -33,6 +33,7 @@ class SeizedItemsLayer(SqlLayer):
     filter_columns = {
         "status": Filter("s.status", "状态 / status: " + ", ".join(vocab.SEIZED_STATUSES),
                          choices=vocab.SEIZED_STATUSES),
+        ASSIGNED_FILTER: assigned_filter("c.assigned_agency_id"),  # visibility, set by the API
     }
 
     def to_properties(self, row: Any) -> dict[str, Any]:
