@@ -253,6 +253,8 @@ def serve(host: str | None, port: int | None, workers: int | None, demo: bool, m
             "worker_class": "gthread",
             "threads": GUNICORN_THREADS,
             "timeout": GUNICORN_TIMEOUT_S,
+            # Live-event streams never end by themselves; do not hold a shutdown for them.
+            "graceful_timeout": 5,
             "preload_app": False,
             "proc_name": "gis-platform",
             "loglevel": level.lower(),
