@@ -18,7 +18,8 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from gis_platform import vocab
-from layers.base import ASSIGNED_FILTER, Filter, LayerPage, LayerQuery, Legend, LegendEntry, SqlLayer, Style, assigned_filter, iso, num
+from layers.base import (ASSIGNED_FILTER, Filter, LayerPage, LayerQuery, Legend, LegendEntry, SqlLayer, Style,
+                         assigned_filter, iso, num)
 from layers.cases import CALENDAR, clock
 
 AMBIGUOUS = timedelta(days=31)  # longer than any official run of days off
