@@ -10,7 +10,7 @@ from pathlib import Path
 from apiflask import APIFlask
 from flask import Flask
 
-from api import auth, cases, coordination, errors, events, health, open311, pages, tiles
+from api import auth, cases, coordination, errors, events, health, layers, open311, pages, stats, tiles
 from api.deps import CALENDAR_KEY, DB_KEY, SETTINGS_KEY, close_session, get_session
 from api.docs import configure_docs
 from gis_platform.db import Database, open_database
@@ -63,7 +63,8 @@ def create_app(settings: Settings, *, database: Database | None = None) -> Flask
 
 def blueprints() -> list:
     """Return every blueprint of the platform, one per area."""
-    return [health.bp, auth.bp, cases.bp, coordination.bp, pages.bp, tiles.bp, events.bp, open311.bp]
+    return [health.bp, auth.bp, cases.bp, layers.bp, stats.bp, coordination.bp, pages.bp, tiles.bp, events.bp,
+            open311.bp]
 
 
 def load_secret_key(settings: Settings) -> str:
