@@ -205,9 +205,9 @@ def load_catalogue(session: Session, county_code: str, at: datetime | None = Non
     units = {r.id: UnitRef(r.id, r.code, r.name, r.level) for r in session.execute(text(
         "SELECT id, code, name, level FROM admin_unit WHERE county_code = :c AND level <> 'county'"),
         {"c": county_code})}
-    cells = dict(session.execute(text(
-        "SELECT id, code FROM grid_cell WHERE county_code = :c AND valid_from <= :at "
-        "AND (valid_to IS NULL OR valid_to > :at)"), {"c": county_code, "at": at}).all())
+    # Codes of every cell version: the engines decide which versions are in force at a moment.
+    cells = dict(session.execute(text("SELECT id, code FROM grid_cell WHERE county_code = :c"),
+                                 {"c": county_code}).all())
     offices = dict(session.execute(text(
         "SELECT admin_unit_id, id FROM agency WHERE county_code = :c AND kind = 'township_office' "
         "AND admin_unit_id IS NOT NULL ORDER BY code DESC"), {"c": county_code}).all())
@@ -360,6 +360,33 @@ def point_array(lon: np.ndarray, lat: np.ndarray) -> np.ndarray:
     return shapely.points(np.asarray(lon, float), np.asarray(lat, float))
 
 
+# The catalogue changes rarely (an import, a redraw, a new category) but is read on every report; it is
+# kept per process and re-read whenever this fingerprint of the tables it comes from changes.
+FINGERPRINT_SQL = text("""
+SELECT md5(concat_ws(';',
+  (SELECT string_agg(concat_ws(',', id, code, name, kind, parent_id, admin_unit_id), '|' ORDER BY id)
+     FROM agency WHERE county_code = :c),
+  (SELECT string_agg(concat_ws(',', id, code, name, level, ST_XMin(geom), ST_YMin(geom), ST_XMax(geom),
+                               ST_YMax(geom)), '|' ORDER BY id) FROM admin_unit WHERE county_code = :c),
+  (SELECT string_agg(concat_ws(',', c.id, c.code, c.name, c.active, p.exercised_by, p.agency_id), '|'
+                     ORDER BY c.id) FROM category c JOIN power p ON p.id = c.power_id WHERE c.county_code = :c),
+  (SELECT string_agg(concat_ws(',', id, agency_id), '|' ORDER BY id) FROM jurisdiction WHERE county_code = :c),
+  (SELECT concat_ws(',', count(*), max(id)) FROM grid_cell WHERE county_code = :c)))
+""")
+_CATALOGUES: dict[str, tuple[str, Catalogue]] = {}
+
+
+def cached_catalogue(session: Session, county_code: str) -> Catalogue:
+    """Return the county's catalogue, re-reading it only when the underlying tables changed."""
+    fingerprint = session.execute(FINGERPRINT_SQL, {"c": county_code}).scalar_one()
+    hit = _CATALOGUES.get(county_code)
+    if hit is not None and hit[0] == fingerprint:
+        return hit[1]
+    catalogue = load_catalogue(session, county_code)
+    _CATALOGUES[county_code] = (fingerprint, catalogue)
+    return catalogue
+
+
 def route_point(session: Session, county_code: str, lon: Any, lat: Any, category: str, *,
                 at: datetime | None = None, metric_srid: int = 4548,
                 near_boundary_m: float = DEFAULT_NEAR_BOUNDARY_M) -> RouteResult:
@@ -367,6 +394,6 @@ def route_point(session: Session, county_code: str, lon: Any, lat: Any, category
     from grids.pg_engine import PgEngine
 
     at = at or datetime.now(UTC)
-    catalogue = load_catalogue(session, county_code, at)
+    catalogue = cached_catalogue(session, county_code)
     engine = PgEngine(session, county_code, at=at, metric_srid=metric_srid)
     return Router(catalogue, engine, near_boundary_m=near_boundary_m, at=at).route(lon, lat, category)

@@ -203,3 +203,13 @@ def test_lookup_is_subdivided(demo_session):
         "+ (SELECT count(*) FROM jurisdiction)")).scalar_one()
     assert pieces > sources  # large polygons were split
     assert demo_session.execute(text("SELECT max(ST_NPoints(geom)) FROM route_lookup")).scalar_one() <= 64 + 8
+
+
+def test_catalogue_cache_follows_changes(demo_session):
+    from grids.routing import cached_catalogue
+
+    first = cached_catalogue(demo_session, C)
+    assert cached_catalogue(demo_session, C) is first  # unchanged tables: no re-read
+    demo_session.execute(text("UPDATE category SET name = '占道经营（改）' WHERE code = 'IO01'"))
+    second = cached_catalogue(demo_session, C)
+    assert second is not first and second.categories["IO01"].name == "占道经营（改）"
