@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import sys
 
-from bench import routing
+from bench import api, routing
 
-BENCHMARKS = {"routing": routing.main}
+BENCHMARKS = {"routing": routing.main, "api": api.main}
 
 
 def main(argv: list[str] | None = None) -> int:

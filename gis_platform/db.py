@@ -31,7 +31,7 @@ class Database:
         self.engine.dispose()
 
 
-def make_engine(url: str, *, pool_size: int = 5) -> Engine:
+def make_engine(url: str, *, pool_size: int = 10) -> Engine:
     """Create an engine with settings suited to short OLTP requests."""
     return create_engine(
         url,

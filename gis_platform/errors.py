@@ -91,20 +91,26 @@ class Problem:
     detail: str
     type: str = "about:blank"
     errors: list[dict[str, str]] = field(default_factory=list)
+    # RFC 9457 extension members, e.g. the allowed actions of a 409 or the current version.
+    extensions: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def from_error(cls, error: PlatformError) -> "Problem":
         errors = [{"field": e.field, "problem": e.problem} for e in getattr(error, "errors", [])]
+        extensions = {k: v for k, v in error.extra.items()
+                      if k in ("allowed", "current_version") and isinstance(v, (list, int, str))}
         return cls(
             status=error.status,
             title=error.title,
             detail=error.detail,
             type=f"/problems/{error.type_slug}",
             errors=errors,
+            extensions=extensions,
         )
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"type": self.type, "title": self.title, "status": self.status, "detail": self.detail}
+        out.update({k: v for k, v in self.extensions.items() if k not in out})
         if self.errors:
             out["errors"] = self.errors
         return out

@@ -43,7 +43,7 @@ from sqlalchemy.orm import Session, aliased
 from gis_platform import models as m
 from gis_platform import vocab
 from gis_platform.errors import Conflict, FieldError, Forbidden, NotFound, ValidationError
-from gis_platform.workcalendar import WorkCalendar
+from gis_platform.workcalendar import UnknownCalendarYear, WorkCalendar
 from layers.cases import CALENDAR, Actor, report_case
 
 log = logging.getLogger(__name__)
@@ -282,7 +282,7 @@ def send_request(session: Session, *, from_agency_id: int, to_agency_id: int, ki
     request = m.CoordinationRequest(
         county_code=sender.county_code, kind=kind, from_agency_id=from_agency_id, to_agency_id=to_agency_id,
         case_id=case_id, subject=subject, body=body, status="sent", sent_at=at,
-        due_at=calendar.add_working_days(at, DEADLINE_WORKING_DAYS[kind]))
+        due_at=deadline_days(calendar, at, DEADLINE_WORKING_DAYS[kind]))
     _check(session, steps_for(request)[0], actor, request)
     session.add(request)
     session.flush()
@@ -354,7 +354,7 @@ def refer_clue(session: Session, *, from_agency_id: int, to_agency_id: int, clue
     _case_in(session, case_id, sender.county_code)
     referral = m.Referral(county_code=sender.county_code, from_agency_id=from_agency_id, to_agency_id=to_agency_id,
                           case_id=case_id, clue=clue, status="referred", referred_at=at,
-                          due_at=calendar.add_working_days(at, REFERRAL_FEEDBACK_WORKING_DAYS))
+                          due_at=deadline_days(calendar, at, REFERRAL_FEEDBACK_WORKING_DAYS))
     _check(session, REFERRAL_STEPS[0], actor, referral)
     session.add(referral)
     session.flush()
@@ -458,7 +458,21 @@ def visible_to(session: Session, actor: Actor,
 def _remaining(item: Any, now: datetime, calendar: WorkCalendar) -> float | None:
     if item.due_at is None or responded_at(item) is not None:
         return None
-    return round(calendar.working_hours_between(now, item.due_at), 2)
+    try:
+        return round(calendar.working_hours_between(now, item.due_at), 2)
+    except UnknownCalendarYear:
+        return None  # the year's official schedule is not configured: the remaining time is unknown
+
+
+def deadline_days(calendar: WorkCalendar, at: datetime, days: int) -> datetime | None:
+    """Return the deadline n working days on, or None when that year's official calendar is unknown.
+
+    Never a weekends-only guess: an unknown deadline stays open until GIS_CALENDAR_FILE gives the year.
+    """
+    try:
+        return calendar.add_working_days(at, days)
+    except UnknownCalendarYear:
+        return None
 
 
 def list_requests(session: Session, actor: Actor, *, status: str | None = None, overdue: bool | None = None,

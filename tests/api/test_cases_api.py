@@ -154,3 +154,10 @@ def test_route_endpoint_explains(api_world):
     assert any("lowest code wins" in line for line in body["trace"])
     r = w.client().get("/api/v1/route?lon=36.02&lat=115.72&category=TD02", headers=w.token("op"))
     assert r.status_code == 400 and "swapped" in r.get_json()["detail"]
+
+
+def test_conflict_problem_lists_allowed_actions(api_world):
+    w = api_world
+    case = new_case(w)
+    body = step(w, "ad", case, "close").get_json()
+    assert body["allowed"] == ["file", "cancel", "merge", "reroute"]

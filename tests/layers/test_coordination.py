@@ -259,3 +259,14 @@ def test_referral_to_a_squad_enforced_on_a_note_and_fed_back_late(db_session, co
     co.feed_back(db_session, ref.id, feedback_text="已整改到位。", actor=who(county, "op"), at=late)
     assert ref.feedback == "执法情况：现场责令整改\n已整改到位。" and co.overdue(ref)
     assert db_session.scalar(select(m.Referral.status).where(m.Referral.id == ref.id)) == "fed_back"
+
+
+def test_deadline_in_an_unknown_year_stays_open(db_session):
+    from datetime import datetime
+
+    from gis_platform.workcalendar import SHANGHAI
+    from layers.coordination import deadline_days
+    from layers.cases import CALENDAR
+
+    assert deadline_days(CALENDAR, datetime(2026, 12, 30, 10, 0, tzinfo=SHANGHAI), 3) is None
+    assert deadline_days(CALENDAR, datetime(2026, 11, 2, 10, 0, tzinfo=SHANGHAI), 3) is not None
