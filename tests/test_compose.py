@@ -45,6 +45,8 @@ def test_app_variables_are_the_ones_settings_read(monkeypatch):
 def test_dockerfile_installs_the_package_and_runs_serve():
     text = (ROOT / "Dockerfile").read_text(encoding="utf-8")
     assert "pip install" in text and '"serve"' in text
+    # The map pages' assets are fetched from npm at build time and served by the platform itself.
+    assert "npm ci" in text and "webmap.assets build" in text
     for package in ("gis_platform", "grids", "layers", "api", "webmap", "migrations"):
         assert f"COPY {package} {package}" in text
 
