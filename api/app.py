@@ -10,12 +10,13 @@ from pathlib import Path
 from apiflask import APIFlask
 from flask import Flask
 
-from api import auth, cases, coordination, errors, events, health, layers, open311, pages, stats, tiles
+from api import auth, cases, coordination, errors, events, guards, health, layers, open311, pages, stats, tiles
 from api.deps import CALENDAR_KEY, DB_KEY, SETTINGS_KEY, close_session, get_session
 from api.docs import configure_docs
 from gis_platform.db import Database, open_database
 from gis_platform.settings import Settings
 from gis_platform.workcalendar import calendar_from_settings
+from webmap import pages as webmap_pages
 
 __all__ = ["create_app", "get_session", "load_secret_key"]
 
@@ -45,6 +46,7 @@ def create_app(settings: Settings, *, database: Database | None = None) -> Flask
         WTF_CSRF_CHECK_DEFAULT=False,  # checked in api.auth only for cookie-authenticated writes
         WTF_CSRF_TIME_LIMIT=None,
     )
+    guards.init_app(app)  # first: it bounds the <int:…> converter before any route is added
     configure_docs(app)
     # Chinese text stays readable in JSON bodies; JSON is UTF-8 by definition.
     app.json.ensure_ascii = False  # type: ignore[attr-defined]
@@ -64,7 +66,7 @@ def create_app(settings: Settings, *, database: Database | None = None) -> Flask
 def blueprints() -> list:
     """Return every blueprint of the platform, one per area."""
     return [health.bp, auth.bp, cases.bp, layers.bp, stats.bp, coordination.bp, pages.bp, tiles.bp, events.bp,
-            open311.bp]
+            open311.bp, webmap_pages.bp]
 
 
 def load_secret_key(settings: Settings) -> str:

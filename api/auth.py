@@ -40,6 +40,7 @@ TOKEN_PREFIX = "ygt_"
 MAX_FAILURES_PER_USER = 5
 MAX_FAILURES_PER_IP = 20
 FAILURE_WINDOW = timedelta(minutes=15)
+MAX_TOKEN_ID = 2**31 - 1
 
 
 class TooManyAttempts(PlatformError):
@@ -201,7 +202,8 @@ def create_token(body: dict) -> dict:
 def revoke_token(token_id: int) -> tuple[str, int]:
     db = get_session()
     user = current_user()
-    token = db.get(m.ApiToken, token_id)
+    # Token ids are PostgreSQL integers: a larger number names nothing (and would fail as a query).
+    token = db.get(m.ApiToken, token_id) if token_id <= MAX_TOKEN_ID else None
     if token is None or token.county_code != user.county_code or (token.user_id != user.id and user.role != "admin"):
         raise NotFound(f"token {token_id} does not exist")
     token.revoked_at = token.revoked_at or datetime.now(UTC)

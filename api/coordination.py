@@ -176,7 +176,8 @@ def _wire(values: dict[str, Any]) -> dict[str, Any]:
 
 def _visible(db: Session, model: type[m.CoordinationRequest] | type[m.Referral], item_id: int, actor: Actor) -> Any:
     """Return the item if this actor may see it, else 404 (the other side's business is not disclosed)."""
-    item = db.scalar(co.visible_to(db, actor, model).where(model.id == item_id))
+    # The ids are PostgreSQL integers: a larger number names nothing (and would fail as a query).
+    item = db.scalar(co.visible_to(db, actor, model).where(model.id == item_id)) if item_id <= ID.max else None
     if item is None:
         raise NotFound(f"{model.__tablename__.replace('_', ' ')} {item_id} does not exist")
     return item

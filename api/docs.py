@@ -3,14 +3,41 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from flask import Blueprint, Flask, send_from_directory
 from swagger_ui_bundle import swagger_ui_path
+
+from api.guards import MAX_BIGINT
 
 bp = Blueprint("docs_assets", __name__)
 
 ASSETS = Path(swagger_ui_path)
 PREFIX = "/api/v1/docs/assets"
+PROBLEM_MIMETYPE = "application/problem+json"
+PROBLEM_REF = {"$ref": "#/components/schemas/Problem"}
+# RFC 9457 as api.errors renders it; ``allowed`` is the coordination conflicts' extension member.
+PROBLEM_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["type", "title", "status", "detail"],
+    "properties": {
+        "type": {"type": "string"},
+        "title": {"type": "string"},
+        "status": {"type": "integer"},
+        "detail": {"type": "string"},
+        "errors": {"type": "array", "items": {
+            "type": "object", "required": ["field", "problem"],
+            "properties": {"field": {"type": "string"}, "problem": {"type": "string"}}}},
+        "allowed": {"type": "array", "items": {"type": "string"}},
+    },
+}
+# Answers any operation may give, whatever its own: the role check, a database that is down, and
+# (with a JSON or form body) a body over GIS_MAX_UPLOAD_MB or of the wrong media type.
+SECURED_ERRORS = {"401": "not signed in, or the token is unknown or revoked",
+                  "403": "your role may not do this"}
+ALWAYS_ERRORS = {"503": "the database is unreachable: retry after Retry-After seconds"}
+BODY_ERRORS = {"400": "invalid input", "413": "the body is larger than GIS_MAX_UPLOAD_MB",
+               "415": "the body is not of the documented media type"}
 
 
 @bp.get(f"{PREFIX}/<path:filename>")
@@ -28,4 +55,39 @@ def configure_docs(app: Flask) -> None:
         DOCS_FAVICON=f"{PREFIX}/favicon-32x32.png",
         SWAGGER_UI_CONFIG={"persistAuthorization": True},
     )
+    app.spec_processor(document_problems)  # type: ignore[attr-defined]
     app.register_blueprint(bp)
+
+
+def document_problems(spec: dict[str, Any]) -> dict[str, Any]:
+    """Document every error response as the problem+json document api.errors sends, with the statuses it may.
+
+    APIFlask describes errors as ``application/json`` in its own shapes; the API answers RFC 9457
+    problems, and a client (or a fuzzer) reading the document must find what it will be sent.
+    """
+    schemas = spec.setdefault("components", {}).setdefault("schemas", {})
+    for name in ("HTTPError", "ValidationError"):
+        schemas.pop(name, None)
+    schemas["Problem"] = PROBLEM_SCHEMA
+    for item in spec.get("paths", {}).values():
+        for method, operation in item.items():
+            if method not in ("get", "post", "put", "patch", "delete"):
+                continue
+            for parameter in operation.get("parameters", []):
+                if parameter.get("in") == "path" and parameter.get("schema", {}).get("type") == "integer":
+                    parameter["schema"].update(minimum=0, maximum=MAX_BIGINT)
+            responses = operation.setdefault("responses", {})
+            extra = dict(ALWAYS_ERRORS)
+            if operation.get("security"):
+                extra.update(SECURED_ERRORS)
+            if operation.get("requestBody"):
+                extra.update(BODY_ERRORS)
+            for status, description in extra.items():
+                responses.setdefault(status, {"description": description})
+            for status, response in responses.items():
+                if status[:1] in ("4", "5"):
+                    response["content"] = {PROBLEM_MIMETYPE: {"schema": PROBLEM_REF}}
+                    if status in ("429", "503"):
+                        response["headers"] = {"Retry-After": {"description": "seconds to wait before retrying",
+                                                               "schema": {"type": "string"}}}
+    return spec

@@ -48,7 +48,7 @@ from flask import Response, current_app, request, url_for
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, aliased
 from werkzeug.exceptions import HTTPException
-from werkzeug.routing import RoutingException
+from werkzeug.routing import PathConverter, RoutingException
 
 from api.auth import hash_token, public
 from api.deps import get_session, get_settings, rollback_session
@@ -596,8 +596,17 @@ def discovery(fmt: str) -> Response:
 ANY_METHOD = ["GET", "POST", "PUT", "PATCH", "DELETE"]
 
 
+class AnyPathConverter(PathConverter):
+    """Like ``path``, but across newlines too (``%0A``): nothing under /open311 escapes the catch-all below."""
+
+    regex = "(?s:[^/].*?)"
+
+
+bp.record_once(lambda state: state.app.url_map.converters.setdefault("any_path", AnyPathConverter))
+
+
 @bp.route("/", defaults={"rest": ""}, methods=ANY_METHOD)
-@bp.route("/<path:rest>", methods=ANY_METHOD)
+@bp.route("/<any_path:rest>", methods=ANY_METHOD)
 @public
 def unknown(rest: str) -> Response:
     """Answer anything else under /open311 in the specification's error format (404, or 405)."""

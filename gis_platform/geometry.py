@@ -10,6 +10,7 @@ import json
 import math
 from typing import Any
 
+import numpy as np
 import shapely
 from shapely.errors import GEOSException, ShapelyError
 from shapely.validation import explain_validity
@@ -18,6 +19,10 @@ from gis_platform.coords import check_lonlat
 from gis_platform.errors import FieldError, ValidationError
 
 MAX_VERTICES = 100_000
+# GEOS reads nested collections recursively: some tens of thousands of levels overflow its stack and
+# crash the process (a segmentation fault, not an exception). No platform geometry is a collection,
+# so a generous bound on how many a text names costs nothing.
+MAX_COLLECTIONS = 64
 POLYGONAL = ("Polygon", "MultiPolygon")
 
 
@@ -26,22 +31,34 @@ def parse_geometry(value: Any, *, field: str = "geometry") -> shapely.Geometry:
     if isinstance(value, shapely.Geometry):
         return value
     try:
-        if isinstance(value, dict):
-            return shapely.from_geojson(json.dumps(value, allow_nan=False))
-        if isinstance(value, str):
-            text = value.strip()
-            if text.startswith("{"):
+        # "nan" in WKT makes numpy warn; validate_geometry refuses non-finite coordinates by name.
+        with np.errstate(all="ignore"):
+            if isinstance(value, dict):
+                text = json.dumps(value, allow_nan=False)
+                _check_collections(text, field)
                 return shapely.from_geojson(text)
-            if text.upper().startswith("SRID="):
-                srid, _, text = text.partition(";")
-                if srid.split("=", 1)[1].strip() != "4326":
-                    raise ValidationError(FieldError(field, f"SRID must be 4326 (WGS-84 lon/lat), got {srid}"))
-            return shapely.from_wkt(text)
+            if isinstance(value, str):
+                text = value.strip()
+                _check_collections(text, field)
+                if text.startswith("{"):
+                    return shapely.from_geojson(text)
+                if text.upper().startswith("SRID="):
+                    srid, _, text = text.partition(";")
+                    if srid.split("=", 1)[1].strip() != "4326":
+                        raise ValidationError(FieldError(field, f"SRID must be 4326 (WGS-84 lon/lat), got {srid}"))
+                return shapely.from_wkt(text)
     except ValidationError:
         raise
+    except RecursionError:
+        raise ValidationError(FieldError(field, "the geometry object is nested too deeply")) from None
     except (GEOSException, ShapelyError, ValueError, TypeError) as exc:
         raise ValidationError(FieldError(field, f"not valid GeoJSON or WKT: {str(exc).splitlines()[0][:200]}")) from None
     raise ValidationError(FieldError(field, "expected a GeoJSON geometry object or WKT text"))
+
+
+def _check_collections(text: str, field: str) -> None:
+    if text.casefold().count("geometrycollection") > MAX_COLLECTIONS:
+        raise ValidationError(FieldError(field, f"more than {MAX_COLLECTIONS} geometry collections"))
 
 
 def validate_geometry(geom: shapely.Geometry | None, *, field: str = "geometry",
