@@ -65,13 +65,13 @@ class CaseIn(Schema):
 
 class TransitionIn(Schema):
     action = String(required=True, validate=OneOf([a.name for a in ACTIONS if a.manual and a.name != "report"]))
-    version = Integer(load_default=None, allow_none=True, validate=Range(1, 2**31 - 1))
+    version = Integer(strict=True, load_default=None, allow_none=True, validate=Range(1, 2**31 - 1))
     note = String(load_default=None, allow_none=True, validate=Length(0, 2000))
-    target_agency_id = Integer(load_default=None, allow_none=True, validate=Range(1, 2**31 - 1))
+    target_agency_id = Integer(strict=True, load_default=None, allow_none=True, validate=Range(1, 2**31 - 1))
     hours = Float(load_default=None, allow_none=True, validate=Range(0, 400, min_inclusive=False))
-    score = Integer(load_default=None, allow_none=True, validate=Range(1, 5))
-    merge_into = Integer(load_default=None, allow_none=True, validate=Range(1, 2**62))
-    attachment_ids = List(Integer(validate=Range(1, 2**62)), load_default=None, allow_none=True,
+    score = Integer(strict=True, load_default=None, allow_none=True, validate=Range(1, 5))
+    merge_into = Integer(strict=True, load_default=None, allow_none=True, validate=Range(1, 2**62))
+    attachment_ids = List(Integer(strict=True, validate=Range(1, 2**62)), load_default=None, allow_none=True,
                           validate=Length(0, 20))
     category = String(load_default=None, allow_none=True, validate=Length(1, 32))
     lon = Float(load_default=None, allow_none=True)

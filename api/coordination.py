@@ -48,12 +48,13 @@ class RequestIn(Schema):
     kind = String(required=True, validate=OneOf(vocab.COORDINATION_KINDS),
                   metadata={"description": "determination 认定, appraisal 技术鉴定, advice 咨询意见, "
                                            "hazard_notice 重大隐患通报"})
-    to_agency_id = Integer(required=True, validate=ID, metadata={"description": "a department or its team"})
-    from_agency_id = Integer(load_default=None, allow_none=True, validate=ID,
+    to_agency_id = Integer(strict=True, required=True, validate=ID,
+                           metadata={"description": "a department or its team"})
+    from_agency_id = Integer(strict=True, load_default=None, allow_none=True, validate=ID,
                              metadata={"description": "the sending township office; default: your own agency"})
     subject = String(required=True, validate=Length(1, 200))
     body = String(required=True, validate=Length(1, 20000))
-    case_id = Integer(load_default=None, allow_none=True, validate=CASE_ID)
+    case_id = Integer(strict=True, load_default=None, allow_none=True, validate=CASE_ID)
 
 
 class RequestStepIn(Schema):
@@ -66,11 +67,12 @@ class RequestStepIn(Schema):
 
 
 class ReferralIn(Schema):
-    to_agency_id = Integer(required=True, validate=ID, metadata={"description": "the bureau, brigade or a squad"})
-    from_agency_id = Integer(load_default=None, allow_none=True, validate=ID,
+    to_agency_id = Integer(strict=True, required=True, validate=ID,
+                           metadata={"description": "the bureau, brigade or a squad"})
+    from_agency_id = Integer(strict=True, load_default=None, allow_none=True, validate=ID,
                              metadata={"description": "the referring department or team; default: your own agency"})
     clue = String(required=True, validate=Length(1, 20000))
-    case_id = Integer(load_default=None, allow_none=True, validate=CASE_ID)
+    case_id = Integer(strict=True, load_default=None, allow_none=True, validate=CASE_ID)
 
 
 class PointIn(Schema):
@@ -88,7 +90,7 @@ class ReferralStepIn(Schema):
                       metadata={"description": "accept: where the case is (give category too)"})
     urgency = String(load_default="normal", validate=OneOf(vocab.URGENCIES))
     address = String(load_default=None, allow_none=True, validate=Length(0, 500))
-    case_id = Integer(load_default=None, allow_none=True, validate=CASE_ID,
+    case_id = Integer(strict=True, load_default=None, allow_none=True, validate=CASE_ID,
                       metadata={"description": "accept: link an existing case instead of opening one"})
     note = String(load_default=None, allow_none=True, validate=Length(0, 4000),
                   metadata={"description": "mark_enforced: what was enforced (required unless the linked "

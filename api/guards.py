@@ -104,8 +104,8 @@ def _check_json(errors: list[FieldError]) -> None:
         return  # malformed JSON: the view's parser says so, as a 400
     if duplicates:
         # Parsers disagree on which of two equal keys wins (Python takes the last): refuse the ambiguity.
-        raise ValidationError([FieldError(UNSTORABLE.sub("\ufffd", f"body.{name}"[:80]), "the key appears more than once")
-                               for name in duplicates[:20]])
+        raise ValidationError([FieldError(UNSTORABLE.sub("\ufffd", f"body.{name}"[:80]),
+                                          "the key appears more than once") for name in duplicates[:20]])
     # Walk without recursion: depth is what is being checked.
     stack: list[tuple[Any, str, int]] = [(document, "body", 0)]
     while stack:

@@ -22,7 +22,9 @@ FUZZ_TESTS = ("test_fuzz_api.py", "test_open311_fuzz.py", "test_properties.py")
 
 def main(argv: list[str] | None = None) -> int:
     """Run the fuzzing tests with a larger budget; return pytest's exit status."""
-    parser = argparse.ArgumentParser(prog="python -m tests.security.fuzz_full", description="Run schemathesis and hypothesis with a larger budget of examples (from the repository root).")
+    parser = argparse.ArgumentParser(
+        prog="python -m tests.security.fuzz_full",
+        description="Run schemathesis and hypothesis with a larger budget of examples (from the repository root).")
     parser.add_argument("--scale", type=float, default=25.0, help="multiply every test's examples (default 25)")
     parser.add_argument("--fixed", action="store_true", help="the suite's fixed examples, not new random ones")
     args, rest = parser.parse_known_args(argv)

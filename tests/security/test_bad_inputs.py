@@ -69,8 +69,8 @@ def gzip_bomb() -> bytes:
 
 def polygon_text(vertices: int) -> str:
     """Return the JSON text of a case report whose polygon has this many vertices (cheaply, as text)."""
-    ring = ",".join(["[115.71,36.01]"] * (vertices - 1) + ["[115.71,36.01]"])
-    return ('{"category":"TD02","geometry":{"type":"Polygon","coordinates":[[' + ring + ']]}}')
+    ring = ",".join(["[115.71,36.01]"] * vertices)  # the count is refused before the shape is looked at
+    return '{"category":"TD02","geometry":{"type":"Polygon","coordinates":[[' + ring + ']]}}'
 
 
 def report(**changes: Any) -> dict[str, Any]:
@@ -243,6 +243,9 @@ CATALOGUE: list[Bad] = [
     Bad("version-2-pow-63-in-body", "POST", STEP, 400, json={"action": "file", "version": 2**63}),
     Bad("case-id-2-pow-63-in-referral", "POST", "/api/v1/coordination/referrals", 400,
         json={"to_agency_id": 1, "clue": "x", "case_id": 2**63}),
+    Bad("float-version-in-body", "POST", STEP, 400, json={"action": "file", "version": 1.5}, user="sup1"),
+    Bad("float-agency-id-in-referral", "POST", "/api/v1/coordination/referrals", 400, user="li",
+        json={"to_agency_id": 1.7, "clue": "x"}),
     Bad("version-as-a-word", "POST", STEP, 400, json={"action": "file", "version": "one"}, user="sup1"),
     # -- unicode NUL and unpaired surrogates -------------------------------------------------------------------
     Bad("nul-in-description", "POST", CASES, 400, json=report(description="before\x00after")),

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from layers.base import ASSIGNED_FILTER
-from layers.registry import all_layers
+from layers.registry import all_layers, get_layer
 from tests.security.conftest import OPEN311_KEY
 from tests.security.test_bad_inputs import png
 
@@ -27,7 +27,7 @@ MARKUP = "<script>alert(document.cookie)</script><img src=x onerror=alert(1)>"
 
 def _filter_targets() -> list[tuple[str, str]]:
     """Return (URL, parameter) for every filter and reserved parameter of every list the API serves."""
-    targets = [("/api/v1/cases", name) for name in [*get_cases_filters(), *RESERVED]]
+    targets = [("/api/v1/cases", name) for name in [*get_layer("cases").filters, *RESERVED]]
     for layer in all_layers():
         targets += [(f"/api/v1/layers/{layer.name}/items", name)
                     for name in [*layer.filters, *RESERVED] if name != ASSIGNED_FILTER]
@@ -40,12 +40,6 @@ def _filter_targets() -> list[tuple[str, str]]:
     targets += [("/open311/v2/requests.json", name) for name in ("service_request_id", "service_code", "status",
                                                                   "start_date", "end_date", "jurisdiction_id")]
     return targets
-
-
-def get_cases_filters() -> list[str]:
-    from layers.registry import get_layer
-
-    return list(get_layer("cases").filters)
 
 
 # The other parameters each list needs to get as far as the injected one.

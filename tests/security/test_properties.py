@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import math
 from pathlib import Path
 
@@ -67,7 +68,7 @@ def wkt(draw) -> str:
 
     shapes = [
         lambda: f"POINT ({coords(1).split(',')[0]})",
-        lambda: f"POINT EMPTY",
+        lambda: "POINT EMPTY",
         lambda: f"POLYGON (({coords(3)}))",
         lambda: f"POLYGON (({coords(3)}), ({coords(3)}))",
         lambda: f"MULTIPOLYGON ((({coords(3)})), (({coords(3)})))",
@@ -120,7 +121,7 @@ def test_geojson_objects_parse_or_fail_with_a_validation_error(value, repair) ->
 
 
 @hypothesis_settings(300)
-@given(text=st.one_of(wkt(), st.text(max_size=80), geojson.map(lambda g: __import__("json").dumps(g))),
+@given(text=st.one_of(wkt(), st.text(max_size=80), geojson.map(json.dumps)),
        repair=st.booleans())
 def test_wkt_and_geojson_text_parse_or_fail_with_a_validation_error(text, repair) -> None:
     parse_and_validate(text, repair=repair)
@@ -137,8 +138,8 @@ def test_areas_for_import_are_polygonal_after_validation(text, repair) -> None:
 def test_a_point_is_either_inside_the_bounds_or_refused(x, y) -> None:
     try:
         geom = validate_geometry(shapely.Point(float(x), float(y)), bounds=BOUNDS, types=("Point",))
-    except (ValidationError, OverflowError) as exc:
-        assert isinstance(exc, ValidationError) or abs(x) > 1e308, exc  # float() of a 2**70 integer is fine
+    except ValidationError as exc:
+        assert exc.errors
         return
     assert_usable(geom, ("Point",), BOUNDS)
 
@@ -147,7 +148,8 @@ def test_a_point_is_either_inside_the_bounds_or_refused(x, y) -> None:
 def test_deeply_nested_collections_are_refused_before_geos_sees_them(depth: int) -> None:
     # 60,000 levels overflow GEOS's stack (a segmentation fault) if they ever reach it.
     wkt_text = "GEOMETRYCOLLECTION (" * depth + "POINT (1 2)" + ")" * depth
-    geojson_text = '{"type":"GeometryCollection","geometries":[' * depth + '{"type":"Point","coordinates":[1,2]}' + "]}" * depth
+    geojson_text = ('{"type":"GeometryCollection","geometries":[' * depth + '{"type":"Point","coordinates":[1,2]}'
+                    + "]}" * depth)
     for text in (wkt_text, geojson_text):
         with pytest.raises(ValidationError, match="geometry collections"):
             parse_geometry(text)
