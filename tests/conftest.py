@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -96,9 +97,9 @@ def engine(database_url: str) -> Iterator[Engine]:
     eng.dispose()
 
 
-@pytest.fixture()
-def db_session(engine: Engine) -> Iterator[Session]:
-    """Yield a session whose work is rolled back after the test, commits included."""
+@contextmanager
+def rolled_back_session(engine: Engine) -> Iterator[Session]:
+    """Yield a session inside an outer transaction that is rolled back at the end, commits included."""
     with engine.connect() as conn:
         outer = conn.begin()
         session = Session(bind=conn, join_transaction_mode="create_savepoint")
@@ -107,6 +108,13 @@ def db_session(engine: Engine) -> Iterator[Session]:
         finally:
             session.close()
             outer.rollback()
+
+
+@pytest.fixture()
+def db_session(engine: Engine) -> Iterator[Session]:
+    """Yield a session on the empty migrated database, rolled back after the test."""
+    with rolled_back_session(engine) as session:
+        yield session
 
 
 @pytest.fixture(scope="session")
@@ -141,11 +149,5 @@ def demo_engine(demo_url: str) -> Iterator[Engine]:
 @pytest.fixture()
 def demo_session(demo_engine: Engine) -> Iterator[Session]:
     """Yield a session on the demo database, rolled back after the test."""
-    with demo_engine.connect() as conn:
-        outer = conn.begin()
-        session = Session(bind=conn, join_transaction_mode="create_savepoint")
-        try:
-            yield session
-        finally:
-            session.close()
-            outer.rollback()
+    with rolled_back_session(demo_engine) as session:
+        yield session
