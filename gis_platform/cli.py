@@ -142,6 +142,63 @@ def db_downgrade(revision: str) -> None:
     click.echo(f"database at {revision}")
 
 
+def _backup_failed(exc: Exception) -> click.ClickException:
+    """Turn a backup error into a CLI error with its exit status (3: bad archive, 4: target not empty)."""
+    error = click.ClickException(str(exc))
+    error.exit_code = getattr(exc, "exit_code", 1)
+    return error
+
+
+@db.command("backup")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
+              help="Archive to write (default: GIS_DATA_DIR/backups/gis-platform-<county>-<UTC time>.tar).")
+def db_backup(output: Path | None) -> None:
+    """Write the database (pg_dump custom format) and the photos into one checked .tar archive."""
+    from gis_platform import backup
+    from gis_platform.db import resolve_database_url
+
+    settings = load_settings()
+    url, _ = resolve_database_url(settings, progress=echo_progress)
+    output = output or backup.default_archive_path(settings.resolved_data_dir, settings.county_code)
+    try:
+        result = backup.backup(url, settings.resolved_data_dir, output, county_code=settings.county_code,
+                               pg_bin=settings.pg_bin, progress=echo_progress)
+    except backup.BackupError as exc:
+        raise _backup_failed(exc) from exc
+    for problem in result.manifest.attachment_problems:
+        click.echo(f"warning: attachment {problem.id} ({problem.path}): {problem.problem}", err=True)
+    click.echo(result.summary())
+
+
+@db.command("restore")
+@click.argument("archive", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--force", is_flag=True, help="Replace what the database and the photo folder already hold.")
+@click.option("--verify-only", is_flag=True, help="Check the archive's checksums and stop; nothing is written.")
+def db_restore(archive: Path, force: bool, verify_only: bool) -> None:
+    """Restore a backup archive into an empty database and photo folder, checking every checksum."""
+    from gis_platform import backup
+
+    try:
+        if verify_only:
+            manifest = backup.verify_archive(archive)
+            click.echo(f"{archive}: intact — {len(manifest.tables)} tables, {manifest.rows:,} rows, "
+                       f"{len(manifest.attachments)} photos, revision {manifest.database.alembic_revision}, "
+                       f"made {manifest.created_at:%Y-%m-%d %H:%M} UTC")
+            return
+        from gis_platform.db import resolve_database_url
+
+        settings = load_settings()
+        url, _ = resolve_database_url(settings, progress=echo_progress)
+        result = backup.restore(archive, url, settings.resolved_data_dir, force=force, pg_bin=settings.pg_bin,
+                                script_location=migrations_dir(), progress=echo_progress)
+    except backup.BackupError as exc:
+        raise _backup_failed(exc) from exc
+    if settings.county_code not in result.manifest.counties:
+        click.echo(f"warning: the archive holds counties {', '.join(result.manifest.counties) or 'none'}, "
+                   f"but GIS_COUNTY_CODE is {settings.county_code}", err=True)
+    click.echo(result.summary())
+
+
 @db.command("url")
 def db_url() -> None:
     """Print the SQLAlchemy URL of the database in use (starting the local cluster if needed)."""
