@@ -72,11 +72,12 @@ def _user_from_request() -> tuple[m.User | None, str | None]:
         scheme, _, value = header.partition(" ")
         if scheme.lower() != "bearer" or not value.strip():
             raise Unauthorized("use 'Authorization: Bearer <token>'")
-        token = db.scalar(select(m.ApiToken).where(m.ApiToken.token_hash == hash_token(value.strip()),
-                                                   m.ApiToken.kind == "bearer"))
+        # The token and its account in one read: this runs on every API request.
+        found = db.execute(select(m.ApiToken, m.User).outerjoin(m.User, m.User.id == m.ApiToken.user_id).where(
+            m.ApiToken.token_hash == hash_token(value.strip()), m.ApiToken.kind == "bearer")).first()
+        token, user = found if found is not None else (None, None)
         if token is None or token.revoked_at is not None or token.user_id is None:
             raise Unauthorized("the token is unknown or revoked")
-        user = db.get(m.User, token.user_id)
         if user is None or not user.is_active:
             raise Unauthorized("the token's account is disabled")
         now = datetime.now(UTC)

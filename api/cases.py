@@ -14,10 +14,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import shapely
+import shapely.geometry
 from apiflask import APIBlueprint, Schema
 from apiflask.fields import Boolean, DateTime, Dict, File, Float, Integer, List, Nested, Raw, String
 from apiflask.validators import Length, OneOf, Range
 from flask import Response, request, send_file
+from geoalchemy2.shape import to_shape
 from sqlalchemy import text
 
 from api.auth import SECURITY, STAFF, current_actor, current_user, require
@@ -26,7 +29,7 @@ from gis_platform import models as m
 from gis_platform import vocab
 from gis_platform.errors import Conflict, FieldError, Forbidden, NotFound, PlatformError, ValidationError
 from gis_platform.workflow import ACTIONS, ACTIONS_BY_NAME
-from grids.routing import route_point
+from grids.routing import Catalogue, cached_catalogue, route_point
 from grids.versions import reroute_case
 from layers.cases import Actor, act, allowed_for, clock, limit_hours, report_case
 
@@ -193,11 +196,34 @@ def _iso(value: datetime | None) -> str | None:
     return value.astimezone(UTC).isoformat() if value else None
 
 
-def _agency(db, agency_id: int | None) -> dict[str, Any] | None:
+def _agency(db, agency_id: int | None, catalogue: Catalogue) -> dict[str, Any] | None:
     if agency_id is None:
         return None
-    a = db.get(m.Agency, agency_id)
+    a = catalogue.agencies.get(agency_id) or db.get(m.Agency, agency_id)
     return {"id": a.id, "code": a.code, "name": a.name, "kind": a.kind}
+
+
+def _shape(value: Any) -> shapely.Geometry | None:
+    """Return a case geometry as Shapely, whether loaded (WKB) or just written (EWKT)."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return shapely.from_wkt(value.split(";", 1)[-1])
+    return to_shape(value)
+
+
+def _rounded(coords: Any, digits: int = 7) -> Any:
+    if isinstance(coords, (int, float)):
+        return round(coords, digits)
+    return [_rounded(c, digits) for c in coords]
+
+
+def _geojson(geom: shapely.Geometry) -> dict[str, Any]:
+    """Return RFC 7946 geometry with coordinates to 1e-7° (about a centimetre), as the API always gave."""
+    mapping = shapely.geometry.mapping(geom)
+    if "geometries" in mapping:
+        return {"type": mapping["type"], "geometries": [_geojson(g) for g in geom.geoms]}
+    return {"type": mapping["type"], "coordinates": _rounded(mapping["coordinates"])}
 
 
 def visible(case: m.Case, actor: Actor) -> bool:
@@ -217,26 +243,45 @@ def load_visible(db, case_id: int) -> m.Case:
     return case
 
 
-def case_json(db, case: m.Case, *, duplicates: list | None = None, replayed: bool = False) -> dict[str, Any]:
-    """Serialise a case for the API (built at the edge, not on the model)."""
-    cat = db.get(m.Category, case.category_id)
-    geom, lon, lat = db.execute(text(
-        'SELECT ST_AsGeoJSON(geom, 7)::json, ST_X(location), ST_Y(location) FROM "case" WHERE id = :i'),
-        {"i": case.id}).one()
-    unit = db.get(m.AdminUnit, case.admin_unit_id) if case.admin_unit_id else None
-    cell = db.get(m.GridCell, case.grid_cell_id) if case.grid_cell_id else None
-    c = clock(case, limit_hours(db, case), calendar=get_calendar())
+def case_json(db, case: m.Case, *, duplicates: list | None = None, replayed: bool = False,
+              catalogue: Catalogue | None = None) -> dict[str, Any]:
+    """Serialise a case for the API (built at the edge, not on the model).
+
+    Names and codes come from the routing catalogue the process keeps (checked current with one
+    small read, or handed over by the report that just used it), not from one query each.
+    """
+    catalogue = catalogue or cached_catalogue(db, case.county_code)
+    rule = catalogue.categories_by_id.get(case.category_id)
+    if rule is not None:
+        category_code, category_name, theme = rule.code, rule.name, rule.theme
+        limit = catalogue.time_limits.get((case.category_id, case.urgency))
+    else:  # a category retired since: read it
+        cat = db.get(m.Category, case.category_id)
+        category_code, category_name, theme = cat.code, cat.name, cat.theme
+        limit = limit_hours(db, case)
+    geom = _shape(case.geom)
+    location = _shape(case.location)
+    unit = catalogue.units.get(case.admin_unit_id) if case.admin_unit_id else None
+    if unit is None and case.admin_unit_id:
+        unit = db.get(m.AdminUnit, case.admin_unit_id)
+    cell_code = None
+    if case.grid_cell_id:
+        cell_code = catalogue.cell_codes.get(case.grid_cell_id) or db.get(m.GridCell, case.grid_cell_id).code
+    c = clock(case, limit, calendar=get_calendar())
     merged = db.get(m.Case, case.merged_into_id).case_no if case.merged_into_id else None
     return {
         "id": case.id, "case_no": case.case_no, "version": case.version, "status": case.status,
-        "status_zh": vocab.CASE_STATUS_LABELS[case.status], "category": cat.code, "category_name": cat.name,
-        "theme": cat.theme, "source": case.source, "urgency": case.urgency, "description": case.description,
-        "address": case.address, "geometry": geom, "lon": lon, "lat": lat, "coord_system": case.coord_system,
+        "status_zh": vocab.CASE_STATUS_LABELS[case.status], "category": category_code,
+        "category_name": category_name, "theme": theme, "source": case.source, "urgency": case.urgency,
+        "description": case.description, "address": case.address,
+        "geometry": _geojson(geom) if geom is not None else None,
+        "lon": location.x if location is not None else None, "lat": location.y if location is not None else None,
+        "coord_system": case.coord_system,
         "reported_at": _iso(case.reported_at), "filed_at": _iso(case.filed_at),
         "dispatched_at": _iso(case.dispatched_at), "handled_at": _iso(case.handled_at),
         "closed_at": _iso(case.closed_at), "admin_unit": unit.code if unit else None,
-        "grid_cell": cell.code if cell else None, "owner": _agency(db, case.owner_agency_id),
-        "assigned": _agency(db, case.assigned_agency_id), "near_boundary": case.near_boundary,
+        "grid_cell": cell_code, "owner": _agency(db, case.owner_agency_id, catalogue),
+        "assigned": _agency(db, case.assigned_agency_id, catalogue), "near_boundary": case.near_boundary,
         "fallback_township": case.fallback_township, "routing": case.routing,
         "clock": {"limit_hours": c.limit_hours, "due_at": _iso(c.due_at), "elapsed_hours": c.elapsed_hours,
                   "remaining_hours": c.remaining_hours, "overdue": c.overdue, "overrun_multiple": c.overrun_multiple,
@@ -295,7 +340,8 @@ def create_case(body: dict) -> Response:
         metric_srid=settings.metric_srid, near_boundary_m=settings.near_boundary_m)
     if not outcome.created and not visible(outcome.case, actor):
         raise Conflict("this idempotency key was already used by another unit's report")
-    payload = case_json(db, outcome.case, duplicates=outcome.duplicates, replayed=not outcome.created)
+    payload = case_json(db, outcome.case, duplicates=outcome.duplicates, replayed=not outcome.created,
+                        catalogue=outcome.catalogue)
     db.commit()
     status = 201 if outcome.created else 200
     headers = {"Location": f"/api/v1/cases/{outcome.case.id}", "ETag": _etag(outcome.case)}

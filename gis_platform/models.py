@@ -670,6 +670,20 @@ class LoginAttempt(Base):
     ok: Mapped[bool] = mapped_column(Boolean)
     at: Mapped[datetime] = _now()
 
+
+class CatalogueChange(Base):
+    """One row per committed transaction that changed a table the routing catalogue is read from.
+
+    Written by statement triggers (migration 0006) and never updated or deleted, so the number of rows
+    a snapshot sees is the catalogue's revision: a worker caches the catalogue under it.
+    """
+
+    __tablename__ = "catalogue_change"
+
+    txid: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    changed_at: Mapped[datetime] = _now()
+
+
 # Every table carries a six-digit county code; the CHECK is attached here once rather than per class.
 for _table in Base.metadata.tables.values():
     if "county_code" in _table.c:

@@ -24,6 +24,7 @@ subqueries are fenced (``OFFSET 0``) because, left free, the planner turns it in
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import numpy as np
@@ -152,6 +153,45 @@ def _allowed_pairs(groups: np.ndarray, group_agencies: Sequence[frozenset[int]])
     return agencies, grps
 
 
+# One report, one round trip: the catalogue revision, whether the county covers the point, the units,
+# cells and candidate jurisdictions covering it, and the point's distance to each such jurisdiction's
+# boundary (usually one; two on a shared border). Same lookup probes and ``ST_Covers`` test as above.
+SINGLE_POINT_SQL = text(f"""
+WITH p AS (SELECT ST_SetSRID(ST_MakePoint(:x, :y), 4326) AS g)
+SELECT (SELECT count(*) FROM catalogue_change) AS revision,
+       coalesce(current_setting('gis.catalogue_dirty', true) = 'on', false) AS dirty,
+       -- The units partition the county (``grids check``): a point a unit covers is inside, and only
+       -- a point no unit covers is tested against the county's long outline.
+       cardinality(u.ids) > 0 OR COALESCE((SELECT bool_or(ST_Covers(c.geom, p.g)) FROM admin_unit c
+                                           WHERE c.county_code = :c AND c.level = 'county'), false) AS inside,
+       u.ids AS units,
+       ARRAY(SELECT DISTINCT l.ref_id FROM route_lookup l JOIN grid_cell o ON o.id = l.ref_id
+             WHERE l.geom && p.g AND l.county_code = :c AND l.layer = 'grid_cell' AND {_valid('l')}
+               AND ST_Covers(o.geom, p.g)) AS cells,
+       ARRAY(SELECT ARRAY[j.ref_id::float8, j.agency_id::float8,
+                          ST_Distance(ST_Boundary(ST_Transform(o.geom, :srid)), ST_Transform(p.g, :srid))]
+             FROM (SELECT DISTINCT l.ref_id, l.agency_id FROM route_lookup l
+                   WHERE l.geom && p.g AND l.county_code = :c AND l.layer = 'jurisdiction'
+                     AND l.agency_id = ANY(CAST(:agencies AS int[])) AND {_valid('l')}) j
+             JOIN jurisdiction o ON o.id = j.ref_id
+             WHERE ST_Covers(o.geom, p.g)) AS jurisdictions
+FROM p, LATERAL (SELECT ARRAY(SELECT DISTINCT l.ref_id FROM route_lookup l JOIN admin_unit o ON o.id = l.ref_id
+                              WHERE l.geom && p.g AND l.county_code = :c AND l.layer = 'admin_unit'
+                                AND {_valid('l')} AND ST_Covers(o.geom, p.g)) AS ids) u
+""")
+
+
+@dataclass(frozen=True)
+class SinglePoint:
+    """What the database says about one point: see ``SINGLE_POINT_SQL``."""
+
+    revision: int
+    dirty: bool  # this transaction changed the catalogue itself
+    inside: bool
+    hits: Hits
+    distances: dict[int, float]  # jurisdiction id → metres to its boundary
+
+
 class PgEngine:
     """Answer "which polygons cover these points" in PostGIS, within the caller's session."""
 
@@ -179,6 +219,19 @@ class PgEngine:
         for i, covered in rows:
             out[i] = bool(covered)
         return out
+
+    def single(self, lon: float, lat: float, agencies: frozenset[int]) -> SinglePoint:
+        """Answer everything routing one report needs about one point, in one query."""
+        row = self.s.execute(SINGLE_POINT_SQL, {
+            "x": float(lon), "y": float(lat), "c": self.county, "at": self.at, "srid": self.srid,
+            "agencies": sorted(int(a) for a in agencies)}).one()
+        juris = np.array(row.jurisdictions or [], float).reshape(-1, 3)
+        zeros = np.zeros  # every hit belongs to point 0
+        hits = Hits(1, (zeros(len(row.units), np.int64), np.array(row.units, np.int64)),
+                    (zeros(len(row.cells), np.int64), np.array(row.cells, np.int64)),
+                    (zeros(len(juris), np.int64), juris[:, 0].astype(np.int64), juris[:, 1].astype(np.int64)))
+        return SinglePoint(row.revision, row.dirty, bool(row.inside), hits,
+                           {int(j): float(d) for j, _, d in juris})
 
     def hits(self, lon: np.ndarray, lat: np.ndarray, groups: np.ndarray,
              group_agencies: Sequence[frozenset[int]]) -> Hits:

@@ -74,6 +74,11 @@ class CategoryRule:
     holder: str  # "bureau" or "department"
     owner_id: int
     candidate_ids: frozenset[int]
+    # What a report of this category needs besides routing (kept here so a report reads no more rows).
+    theme: str | None = None
+    geometry_kind: str = "point"
+    dup_radius_m: float = 0.0
+    dup_window_h: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -179,6 +184,13 @@ class Catalogue:
     township_office: dict[int, int]  # admin unit id → township office agency id
     categories: dict[str, CategoryRule]
     jurisdiction_agency: dict[int, int] = field(default_factory=dict)
+    # (category id, urgency) → working-hour limit, for the case clock.
+    time_limits: dict[tuple[int, str], float] = field(default_factory=dict)
+    # The ``catalogue_change`` revision it was read at (None: read inside a transaction that changed it).
+    revision: int | None = None
+
+    def __post_init__(self) -> None:
+        self.categories_by_id = {rule.id: rule for rule in self.categories.values()}
 
     def rule(self, code: str) -> CategoryRule:
         """Return the category's rule, or raise naming the field."""
@@ -192,6 +204,8 @@ class Catalogue:
 def load_catalogue(session: Session, county_code: str, at: datetime | None = None) -> Catalogue:
     """Read the facts routing needs for a county from the store."""
     at = at or datetime.now(UTC)
+    revision, dirty = session.execute(REVISION_SQL).one()
+    revision = None if dirty else revision
     row = session.execute(text(
         "SELECT ST_XMin(geom), ST_YMin(geom), ST_XMax(geom), ST_YMax(geom) FROM admin_unit "
         "WHERE county_code = :c AND level = 'county'"), {"c": county_code}).first()
@@ -227,16 +241,21 @@ def load_catalogue(session: Session, county_code: str, at: datetime | None = Non
 
     categories: dict[str, CategoryRule] = {}
     for r in session.execute(text(
-        "SELECT c.id, c.code, c.name, p.exercised_by, p.agency_id FROM category c "
+        "SELECT c.id, c.code, c.name, p.exercised_by, p.agency_id, c.theme, c.geometry_kind, c.dup_radius_m, "
+        "c.dup_window_h FROM category c "
         "JOIN power p ON p.id = c.power_id WHERE c.county_code = :c AND c.active"), {"c": county_code}):
         members = subtree(r.agency_id)
         if r.exercised_by == "bureau":
             candidates = {a for a in members if agencies[a].kind == "squad"}
         else:
             candidates = {a for a in members if agencies[a].kind != "township_office"}
-        categories[r.code] = CategoryRule(r.id, r.code, r.name, r.exercised_by, r.agency_id, frozenset(candidates))
+        categories[r.code] = CategoryRule(r.id, r.code, r.name, r.exercised_by, r.agency_id, frozenset(candidates),
+                                          r.theme, r.geometry_kind, float(r.dup_radius_m), float(r.dup_window_h))
+    limits = {(r[0], r[1]): float(r[2]) for r in session.execute(text(
+        "SELECT t.category_id, t.urgency, t.working_hours FROM time_limit t JOIN category c ON c.id = t.category_id "
+        "WHERE c.county_code = :c"), {"c": county_code})}
     return Catalogue(county_code, (row[0], row[1], row[2], row[3]), agencies, units, cells, offices, categories,
-                     jurisdiction_agency)
+                     jurisdiction_agency, limits, revision)
 
 
 class RoutingError(ValidationError):
@@ -360,40 +379,86 @@ def point_array(lon: np.ndarray, lat: np.ndarray) -> np.ndarray:
     return shapely.points(np.asarray(lon, float), np.asarray(lat, float))
 
 
-# The catalogue changes rarely (an import, a redraw, a new category) but is read on every report; it is
-# kept per process and re-read whenever this fingerprint of the tables it comes from changes.
-FINGERPRINT_SQL = text("""
-SELECT md5(concat_ws(';',
-  (SELECT string_agg(concat_ws(',', id, code, name, kind, parent_id, admin_unit_id), '|' ORDER BY id)
-     FROM agency WHERE county_code = :c),
-  (SELECT string_agg(concat_ws(',', id, code, name, level, ST_XMin(geom), ST_YMin(geom), ST_XMax(geom),
-                               ST_YMax(geom)), '|' ORDER BY id) FROM admin_unit WHERE county_code = :c),
-  (SELECT string_agg(concat_ws(',', c.id, c.code, c.name, c.active, p.exercised_by, p.agency_id), '|'
-                     ORDER BY c.id) FROM category c JOIN power p ON p.id = c.power_id WHERE c.county_code = :c),
-  (SELECT string_agg(concat_ws(',', id, agency_id), '|' ORDER BY id) FROM jurisdiction WHERE county_code = :c),
-  (SELECT concat_ws(',', count(*), max(id)) FROM grid_cell WHERE county_code = :c)))
-""")
-_CATALOGUES: dict[str, tuple[str, Catalogue]] = {}
+# The catalogue changes rarely (an import, a redraw, a new category) but is read on every report: each
+# process keeps it in memory, per database and county, under the revision it was read at: the number of
+# committed transactions that changed a table it comes from (``catalogue_change``, migration 0006). A
+# transaction that changed the catalogue itself ("dirty") reads it fresh and leaves the shared copy alone.
+REVISION_SQL = text("SELECT (SELECT count(*) FROM catalogue_change) AS revision, "
+                    "coalesce(current_setting('gis.catalogue_dirty', true) = 'on', false) AS dirty")
+_CATALOGUES: dict[tuple[str, str], Catalogue] = {}
 
 
-def cached_catalogue(session: Session, county_code: str) -> Catalogue:
-    """Return the county's catalogue, re-reading it only when the underlying tables changed."""
-    fingerprint = session.execute(FINGERPRINT_SQL, {"c": county_code}).scalar_one()
-    hit = _CATALOGUES.get(county_code)
-    if hit is not None and hit[0] == fingerprint:
-        return hit[1]
+def _cache_key(session: Session, county_code: str) -> tuple[str, str]:
+    return (session.connection().engine.url.render_as_string(hide_password=True), county_code)
+
+
+def cached_catalogue(session: Session, county_code: str, *, revision: int | None = None,
+                     dirty: bool = False) -> Catalogue:
+    """Return the county's catalogue, re-reading it only when the underlying tables changed.
+
+    ``revision`` and ``dirty`` are what ``REVISION_SQL`` says now, when the caller has just read them (a
+    report reads them in its routing query); otherwise they are read here.
+    """
+    if revision is None:
+        revision, dirty = session.execute(REVISION_SQL).one()
+    if dirty:
+        return load_catalogue(session, county_code)  # revision None: never mistaken for a shared copy
+    key = _cache_key(session, county_code)
+    hit = _CATALOGUES.get(key)
+    if hit is not None and hit.revision == revision:
+        return hit
     catalogue = load_catalogue(session, county_code)
-    _CATALOGUES[county_code] = (fingerprint, catalogue)
+    if catalogue.revision == revision:
+        _CATALOGUES[key] = catalogue
     return catalogue
+
+
+def last_catalogue(session: Session, county_code: str) -> Catalogue | None:
+    """Return the catalogue this process last read for the county, current or not (the caller checks)."""
+    return _CATALOGUES.get(_cache_key(session, county_code))
 
 
 def route_point(session: Session, county_code: str, lon: Any, lat: Any, category: str, *,
                 at: datetime | None = None, metric_srid: int = 4548,
                 near_boundary_m: float = DEFAULT_NEAR_BOUNDARY_M) -> RouteResult:
     """Route one report with the PostGIS engine, as the API does for each request."""
+    return route_report(session, county_code, lon, lat, category, at=at, metric_srid=metric_srid,
+                        near_boundary_m=near_boundary_m)[0]
+
+
+def current_catalogue(session: Session, county_code: str) -> Catalogue:
+    """Return the catalogue last read by this process, or read it: a report confirms it in its routing query."""
+    return last_catalogue(session, county_code) or cached_catalogue(session, county_code)
+
+
+def route_report(session: Session, county_code: str, lon: Any, lat: Any, category: str, *,
+                 at: datetime | None = None, metric_srid: int = 4548,
+                 near_boundary_m: float = DEFAULT_NEAR_BOUNDARY_M,
+                 catalogue: Catalogue | None = None) -> tuple[RouteResult, Catalogue]:
+    """Route one point in one database round trip; return the decision and the catalogue it used.
+
+    The query also reads the catalogue revision: when this process's copy turns out to be stale (or
+    does not know the category yet) it is re-read and the point routed again, so a redraw or a new
+    category takes effect on the very next report.
+    """
     from grids.pg_engine import PgEngine
 
     at = at or datetime.now(UTC)
-    catalogue = cached_catalogue(session, county_code)
+    catalogue = catalogue or current_catalogue(session, county_code)
     engine = PgEngine(session, county_code, at=at, metric_srid=metric_srid)
-    return Router(catalogue, engine, near_boundary_m=near_boundary_m, at=at).route(lon, lat, category)
+    for attempt in (1, 2):
+        if category not in catalogue.categories and attempt == 1:
+            catalogue = cached_catalogue(session, county_code)
+        rule = catalogue.rule(category)
+        x, y = check_lonlat(lon, lat, field="location", bounds=catalogue.bounds)
+        found = engine.single(x, y, rule.candidate_ids)
+        if (found.revision == catalogue.revision and not found.dirty) or attempt == 2:
+            break
+        catalogue = cached_catalogue(session, county_code, revision=found.revision, dirty=found.dirty)
+    if not found.inside:
+        raise RoutingError(FieldError(
+            "location", f"({x:.6f}, {y:.6f}) is outside the county {catalogue.county_code}"))
+    router = Router(catalogue, engine, near_boundary_m=near_boundary_m, at=at)
+    chosen = router._choose(found.hits, 0, category)
+    distance = found.distances.get(chosen[3], float("nan")) if chosen[3] is not None else float("nan")
+    return router._result(x, y, category, chosen, distance), catalogue

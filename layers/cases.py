@@ -8,6 +8,8 @@ exactly one wins and the other gets a conflict naming the current version.
 
 from __future__ import annotations
 
+import json
+import math
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -15,8 +17,7 @@ from typing import Any
 
 import shapely
 from sqlalchemy import func, select, text
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, make_transient_to_detached
 from sqlalchemy.orm.exc import StaleDataError
 
 from gis_platform import models as m
@@ -26,10 +27,11 @@ from gis_platform.errors import Conflict, FieldError, Forbidden, NotFound, Valid
 from gis_platform.geometry import parse_geometry, to_ewkt, validate_geometry
 from gis_platform.workcalendar import SHANGHAI, UnknownCalendarYear, WorkCalendar, overrun_multiple
 from gis_platform.workflow import ACTIONS_BY_NAME, allowed_actions, transition
-from grids.routing import route_point
-from grids.versions import apply_route, reroute_case
+from grids.routing import Catalogue, cached_catalogue, current_catalogue, route_report
+from grids.versions import reroute_case
 
 CALENDAR = WorkCalendar()
+METRES_PER_DEGREE = 111_320.0  # of latitude, near enough everywhere for a search box
 
 
 @dataclass(frozen=True)
@@ -69,6 +71,8 @@ class ReportOutcome:
     created: bool
     route: dict[str, Any] | None
     duplicates: list[Duplicate] = field(default_factory=list)
+    # The routing catalogue the report was checked against (None for a replayed report).
+    catalogue: Catalogue | None = None
 
 
 @dataclass(frozen=True)
@@ -83,14 +87,6 @@ class CaseClock:
     overrun_multiple: float
     # Set when the official calendar of a year involved is unknown: the clock cannot be read.
     calendar_note: str | None = None
-
-
-def _category(session: Session, county: str, code: str) -> m.Category:
-    cat = session.scalar(select(m.Category).where(m.Category.county_code == county, m.Category.code == code,
-                                                  m.Category.active))
-    if cat is None:
-        raise ValidationError(FieldError("category", f"unknown category code {code!r}"))
-    return cat
 
 
 def county_bounds(session: Session, county: str) -> tuple[float, float, float, float]:
@@ -141,6 +137,58 @@ def find_duplicates(session: Session, case: m.Case, category: m.Category, *, at:
     return [Duplicate(r[0], r[1], round(float(r[2]), 1), r[3], r[4]) for r in rows]
 
 
+# A report is stored by one statement: the case, its first event and its reporter as follower, with the
+# nearby open cases of the same category found in the same snapshot (so the new case is not among them).
+# ``ON CONFLICT`` on the idempotency key makes a concurrent retry a no-op that returns no row: the caller
+# then reads the case that won. The number of a case comes from its id, drawn in the same statement.
+REPORT_SQL = text("""
+WITH n AS (SELECT nextval(pg_get_serial_sequence('"case"', 'id')) AS id),
+d AS (
+    SELECT k.id, k.case_no, ST_Distance(k.location::geography, p.g::geography) AS dist, k.reported_at, k.status
+    FROM "case" k, (SELECT ST_GeomFromEWKT(:location) AS g) p
+    WHERE k.county_code = :county AND k.category_id = :category_id AND k.status = ANY(CAST(:open AS text[]))
+      AND k.reported_at >= :since AND k.reported_at <= :at
+      AND k.location && ST_Expand(p.g, :radius_deg)  -- the location index narrows; geography decides
+      AND ST_DWithin(k.location::geography, p.g::geography, :radius)
+    ORDER BY dist, k.reported_at DESC LIMIT 10),
+ins AS (
+    INSERT INTO "case" (id, county_code, case_no, category_id, source, status, urgency, description, address, geom,
+                        location, coord_system, coord_original, reporter_id, reporter_name, reporter_contact,
+                        admin_unit_id, grid_cell_id, owner_agency_id, assigned_agency_id, near_boundary,
+                        fallback_township, routing, idempotency_key, external_ref, reported_at, version)
+    SELECT n.id, :county,
+           'AJ' || :year || CASE WHEN n.id < 10000000 THEN lpad(n.id::text, 7, '0') ELSE n.id::text END,
+           :category_id, :source, 'reported', :urgency, :description, :address, ST_GeomFromEWKT(:geom),
+           ST_GeomFromEWKT(:location), :coord_system, CAST(:coord_original AS jsonb), :reporter_id,
+           :reporter_name, :reporter_contact, :admin_unit_id, :grid_cell_id, :owner_agency_id,
+           :assigned_agency_id, :near_boundary, :fallback_township, CAST(:routing AS jsonb), :idempotency_key,
+           :external_ref, :at, 1
+    FROM n
+    ON CONFLICT (county_code, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+    RETURNING id, case_no, created_at, updated_at),
+ev AS (
+    INSERT INTO case_event (county_code, case_id, seq, action, from_status, to_status, actor_id, actor_role, at,
+                            note, data)
+    SELECT :county, ins.id, 1, 'report', NULL, 'reported', :reporter_id, :actor_role, :at, :note,
+           jsonb_build_object('route', CAST(:routing AS jsonb),
+                              'duplicates', COALESCE((SELECT jsonb_agg(d.case_no ORDER BY d.dist, d.reported_at DESC)
+                                                      FROM d), '[]'::jsonb))
+    FROM ins RETURNING 1),
+fo AS (
+    INSERT INTO case_follower (county_code, case_id, user_id, contact, reason)
+    SELECT :county, ins.id, :reporter_id, :follow_contact, 'reporter' FROM ins WHERE :follow RETURNING 1)
+SELECT ins.id, ins.case_no, ins.created_at, ins.updated_at,
+       (SELECT json_agg(json_build_array(d.id, d.case_no, d.dist, d.reported_at, d.status)
+                        ORDER BY d.dist, d.reported_at DESC) FROM d) AS duplicates,
+       (SELECT count(*) FROM ev) + (SELECT count(*) FROM fo) AS written
+FROM ins
+""")
+
+
+def _existing_report(session: Session, county: str, idempotency_key: str) -> m.Case | None:
+    return session.scalar(select(m.Case).where(m.Case.county_code == county, m.Case.idempotency_key == idempotency_key))
+
+
 def report_case(session: Session, county: str, *, category: str, geometry: Any, source: str,
                 reporter: Actor = CITIZEN, urgency: str = "normal", description: str = "",
                 address: str | None = None, coord_system: str = "wgs84", reporter_name: str | None = None,
@@ -150,14 +198,29 @@ def report_case(session: Session, county: str, *, category: str, geometry: Any, 
     """Take a report: validate, convert, route, store with its first event, and suggest duplicates.
 
     A retried submission with the same idempotency key returns the original case and creates nothing.
+    Routing takes one query and storing one statement (``REPORT_SQL``); the catalogue of units,
+    agencies and categories comes from the process's copy, confirmed current by the routing query.
     """
-    if idempotency_key is not None:
-        if not (1 <= len(idempotency_key) <= 128):
-            raise ValidationError(FieldError("idempotency_key", "must be 1–128 characters"))
-        existing = session.scalar(select(m.Case).where(m.Case.county_code == county,
-                                                       m.Case.idempotency_key == idempotency_key))
-        if existing is not None:
-            return ReportOutcome(existing, False, existing.routing)
+    if idempotency_key is not None and not (1 <= len(idempotency_key) <= 128):
+        raise ValidationError(FieldError("idempotency_key", "must be 1–128 characters"))
+    try:
+        return _report(session, county, category=category, geometry=geometry, source=source, reporter=reporter,
+                       urgency=urgency, description=description, address=address, coord_system=coord_system,
+                       reporter_name=reporter_name, reporter_contact=reporter_contact,
+                       idempotency_key=idempotency_key, reported_at=reported_at, external_ref=external_ref,
+                       metric_srid=metric_srid, near_boundary_m=near_boundary_m)
+    except ValidationError:
+        # A retry of a report that was accepted before the catalogue changed still gets its case.
+        existing = _existing_report(session, county, idempotency_key) if idempotency_key is not None else None
+        if existing is None:
+            raise
+        return ReportOutcome(existing, False, existing.routing)
+
+
+def _report(session: Session, county: str, *, category: str, geometry: Any, source: str, reporter: Actor,
+            urgency: str, description: str, address: str | None, coord_system: str, reporter_name: str | None,
+            reporter_contact: str | None, idempotency_key: str | None, reported_at: datetime | None,
+            external_ref: str | None, metric_srid: int, near_boundary_m: float) -> ReportOutcome:
     errors: list[FieldError] = []
     if source not in vocab.CASE_SOURCES:
         errors.append(FieldError("source", f"must be one of {', '.join(vocab.CASE_SOURCES)}"))
@@ -171,47 +234,59 @@ def report_case(session: Session, county: str, *, category: str, geometry: Any, 
         errors.append(FieldError("reported_at", "must carry a time zone (ISO 8601 with offset)"))
     if errors:
         raise ValidationError(errors)
-    cat = _category(session, county, category)
+    catalogue = current_catalogue(session, county)
+    if category not in catalogue.categories:
+        catalogue = cached_catalogue(session, county)  # perhaps added since this process read it
+    if category not in catalogue.categories:
+        raise ValidationError(FieldError("category", f"unknown category code {category!r}"))
     raw = parse_geometry(geometry, field="geometry")
     original = shapely.to_geojson(raw) if coord_system in ("gcj02", "bd09") else None
     geom = geometry_to_wgs84(raw, coord_system)
-    geom = validate_geometry(geom, field="geometry", bounds=county_bounds(session, county))
+    geom = validate_geometry(geom, field="geometry", bounds=catalogue.bounds)
     location = geom if geom.geom_type == "Point" else shapely.point_on_surface(geom)
     at = reported_at or datetime.now(UTC)
-    route = route_point(session, county, location.x, location.y, cat.code, at=at, metric_srid=metric_srid,
-                        near_boundary_m=near_boundary_m)
-    case_id = session.scalar(text("SELECT nextval(pg_get_serial_sequence('\"case\"', 'id'))"))
-    case = m.Case(
-        id=case_id, county_code=county, case_no=f"AJ{at.astimezone(SHANGHAI).year}{case_id:07d}",
-        category_id=cat.id, source=source, status="reported", urgency=urgency, description=description,
-        address=address, geom=to_ewkt(geom if geom.geom_type != "Polygon" else shapely.MultiPolygon([geom])),
-        location=to_ewkt(location), coord_system=coord_system,
-        coord_original=Conversion(coord_system, original is not None, original).as_record(),
-        reporter_id=reporter.user_id, reporter_name=reporter_name, reporter_contact=reporter_contact,
-        idempotency_key=idempotency_key, external_ref=external_ref, reported_at=at,
-    )
-    apply_route(case, route)
-    try:
-        with session.begin_nested():
-            session.add(case)
-            session.flush()
-    except IntegrityError:
-        # Another request with the same key won the race: return its case.
-        if idempotency_key is None:
-            raise
-        existing = session.scalar(select(m.Case).where(m.Case.county_code == county,
-                                                       m.Case.idempotency_key == idempotency_key))
+    route, catalogue = route_report(session, county, location.x, location.y, category, at=at,
+                                    metric_srid=metric_srid, near_boundary_m=near_boundary_m, catalogue=catalogue)
+    rule = catalogue.rule(category)
+    stored = geom if geom.geom_type != "Polygon" else shapely.MultiPolygon([geom])
+    coord_original = Conversion(coord_system, original is not None, original).as_record()
+    routing = route.as_record()
+    follow = reporter.user_id is not None or bool(reporter_contact)
+    values: dict[str, Any] = dict(
+        county_code=county, category_id=rule.id, source=source, status="reported", urgency=urgency,
+        description=description, address=address, geom=to_ewkt(stored), location=to_ewkt(location),
+        coord_system=coord_system, coord_original=coord_original, reporter_id=reporter.user_id,
+        reporter_name=reporter_name, reporter_contact=reporter_contact, admin_unit_id=route.admin_unit.id,
+        grid_cell_id=route.grid_cell.id if route.grid_cell else None, owner_agency_id=route.owner.id,
+        assigned_agency_id=route.assigned.id, near_boundary=route.near_boundary,
+        fallback_township=route.fallback_township, routing=routing, idempotency_key=idempotency_key,
+        external_ref=external_ref, reported_at=at)
+    row = session.execute(REPORT_SQL, {
+        **values, "county": county, "year": str(at.astimezone(SHANGHAI).year),
+        "coord_original": None if coord_original is None else json.dumps(coord_original),
+        "routing": json.dumps(routing), "at": at, "actor_role": reporter.role, "note": description[:200] or None,
+        "follow": follow, "follow_contact": None if reporter.user_id else reporter_contact,
+        "open": list(vocab.OPEN_STATUSES), "radius": rule.dup_radius_m,
+        # Degrees of longitude are the shorter ones here: a box this wide holds every point within the radius.
+        "radius_deg": rule.dup_radius_m / (METRES_PER_DEGREE * math.cos(math.radians(min(abs(location.y), 89.0))))
+        * 1.01,
+        "since": at - timedelta(hours=rule.dup_window_h)}).one_or_none()
+    if row is None:
+        # Another request with the same key was stored first (now, or before): return its case.
+        existing = _existing_report(session, county, idempotency_key) if idempotency_key is not None else None
         if existing is None:
-            raise
+            raise Conflict("the report could not be stored; send it again")
         return ReportOutcome(existing, False, existing.routing)
-    duplicates = find_duplicates(session, case, cat, at=at)
-    append_event(session, case, "report", None, "reported", reporter, at, note=description[:200] or None,
-                  data={"route": route.as_record(), "duplicates": [d.case_no for d in duplicates]} )
-    if reporter.user_id is not None or reporter_contact:
-        session.add(m.CaseFollower(county_code=county, case_id=case.id, user_id=reporter.user_id,
-                                   contact=None if reporter.user_id else reporter_contact, reason="reporter"))
-    session.flush()
-    return ReportOutcome(case, True, route.as_record(), duplicates)
+    case = m.Case(
+        id=row.id, case_no=row.case_no, created_at=row.created_at, updated_at=row.updated_at, version=1,
+        merged_into_id=None, filed_at=None, dispatched_at=None, due_at=None, handled_at=None, closed_at=None,
+        extended_hours=Decimal(0), rework_count=0, evaluation=None, **values)
+    # The row is in the table: make the object persistent without reading it back.
+    make_transient_to_detached(case)
+    session.add(case)
+    duplicates = [Duplicate(d[0], d[1], round(float(d[2]), 1), datetime.fromisoformat(d[3]), d[4])
+                  for d in row.duplicates or []]
+    return ReportOutcome(case, True, routing, duplicates, catalogue)
 
 
 def limit_hours(session: Session, case: m.Case) -> float | None:

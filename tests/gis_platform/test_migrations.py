@@ -1,5 +1,6 @@
 """Alembic is the only way the schema changes: round-trip it and compare it with the models."""
 
+import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
@@ -70,6 +71,38 @@ def test_every_geometry_is_4326(engine):
     assert srids == {4326}
 
 
+# Tables that describe the database, not a county's data: the catalogue's change log.
+DATABASE_WIDE = {"catalogue_change"}
+
+
 def test_every_table_carries_county_code():
     for table in Base.metadata.tables.values():
-        assert "county_code" in table.c, table.name
+        if table.name not in DATABASE_WIDE:
+            assert "county_code" in table.c, table.name
+
+
+def test_catalogue_changes_are_logged_once_per_transaction_and_never_erased(engine):
+    revision_sql = text("SELECT (SELECT count(*) FROM catalogue_change), "
+                        "coalesce(current_setting('gis.catalogue_dirty', true) = 'on', false)")
+    with engine.connect() as reader:
+        start, dirty = reader.execute(revision_sql).one()
+        reader.rollback()
+        assert not dirty
+        with engine.connect() as writer:
+            for table in ("admin_unit", "agency", "power", "category", "time_limit", "jurisdiction", "grid_cell"):
+                writer.execute(text(f"DELETE FROM {table} WHERE false"))  # a statement, even touching no row
+            assert writer.execute(revision_sql).one() == (start + 1, True)  # one row for the transaction
+            # Another transaction sees neither the row nor the mark until commit, and is not blocked.
+            assert reader.execute(revision_sql).one() == (start, False)
+            reader.rollback()
+            writer.rollback()
+            writer.execute(text("DELETE FROM case_follower WHERE false"))  # not a catalogue table
+            assert writer.execute(revision_sql).one() == (start, False)
+            writer.rollback()
+            writer.execute(text("UPDATE agency SET name = name WHERE false"))
+            writer.commit()
+        assert reader.execute(revision_sql).one() == (start + 1, False)
+        reader.rollback()
+        with pytest.raises(Exception, match="append-only"):
+            reader.execute(text("DELETE FROM catalogue_change"))
+        reader.rollback()

@@ -213,3 +213,40 @@ def test_catalogue_cache_follows_changes(demo_session):
     demo_session.execute(text("UPDATE category SET name = '占道经营（改）' WHERE code = 'IO01'"))
     second = cached_catalogue(demo_session, C)
     assert second is not first and second.categories["IO01"].name == "占道经营（改）"
+
+
+def test_one_query_routing_sees_catalogue_changes_at_once(demo_session):
+    lon, lat = deep_inside(demo_session, "阿城镇")
+    before = route_point(demo_session, C, lon, lat, "IO01")  # the process now holds the catalogue
+    demo_session.execute(text("UPDATE agency SET name = name || '（更名）' WHERE id = :i"), {"i": before.assigned.id})
+    after = route_point(demo_session, C, lon, lat, "IO01")
+    assert after.assigned.id == before.assigned.id and after.assigned.name == before.assigned.name + "（更名）"
+
+
+def test_one_query_routing_agrees_with_the_bulk_path(demo_session):
+    from grids.pg_engine import PgEngine
+
+    at = datetime.now(UTC)
+    bounds = demo_session.execute(text(
+        "SELECT ST_XMin(geom), ST_YMin(geom), ST_XMax(geom), ST_YMax(geom) FROM admin_unit "
+        "WHERE county_code = :c AND level = 'county'"), {"c": C}).one()
+    rng = np.random.default_rng(7)
+    lons = rng.uniform(bounds[0], bounds[2], 60)
+    lats = rng.uniform(bounds[1], bounds[3], 60)
+    cats = [("IO01", "MS03", "TD02")[k % 3] for k in range(60)]
+    bulk = Router(load_catalogue(demo_session, C, at), PgEngine(demo_session, C, at=at), at=at).route_many(
+        lons, lats, cats)
+    compared = 0
+    for lon, lat, cat, expected in zip(lons, lats, cats, bulk):
+        if isinstance(expected, ValidationError):
+            with pytest.raises(ValidationError):
+                route_point(demo_session, C, lon, lat, cat, at=at)
+            continue
+        got = route_point(demo_session, C, lon, lat, cat, at=at)
+        assert (got.admin_unit, got.grid_cell, got.owner, got.assigned, got.near_boundary, got.fallback_township) == (
+            expected.admin_unit, expected.grid_cell, expected.owner, expected.assigned, expected.near_boundary,
+            expected.fallback_township)
+        assert got.boundary_distance_m == pytest.approx(expected.boundary_distance_m, abs=1e-6) or (
+            got.boundary_distance_m is None and expected.boundary_distance_m is None)
+        compared += 1
+    assert compared > 20  # most of the bounding box is inside the county
