@@ -255,6 +255,9 @@ def serve(host: str | None, port: int | None, workers: int | None, demo: bool, m
             "timeout": GUNICORN_TIMEOUT_S,
             # Live-event streams never end by themselves; do not hold a shutdown for them.
             "graceful_timeout": 5,
+            # Phones and the patrol page reuse connections between reports; a close racing the next
+            # request costs the client a retry.
+            "keepalive": 5,
             "preload_app": False,
             "proc_name": "gis-platform",
             "loglevel": level.lower(),

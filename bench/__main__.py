@@ -1,20 +1,23 @@
-"""Run every benchmark: ``python -m bench [--points N]`` (options are passed to each one)."""
+"""Run the benchmarks: ``python -m bench [NAME ...] [--points N]`` (all when none is named; options go to each)."""
 
 from __future__ import annotations
 
 import sys
 
-from bench import api, routing
+from bench import api, fault, routing
 
-BENCHMARKS = {"routing": routing.main, "api": api.main}
+BENCHMARKS = {"routing": routing.main, "api": api.main, "fault": fault.main}
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmarks in turn; return the worst exit status."""
+    argv = sys.argv[1:] if argv is None else argv
+    chosen = [a for a in argv if a in BENCHMARKS] or list(BENCHMARKS)
+    options = [a for a in argv if a not in BENCHMARKS]
     status = 0
-    for name, run in BENCHMARKS.items():
+    for name in chosen:
         print(f"# benchmark: {name}", flush=True)
-        status = max(status, run(argv if argv is not None else sys.argv[1:]))
+        status = max(status, BENCHMARKS[name](options))
     return status
 
 

@@ -168,15 +168,15 @@ def serving(name: str, argv: list[str], env: dict[str, str], port: int, ready_pa
         while True:
             if proc.poll() is not None:
                 raise RuntimeError(f"{name} exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
+            conn = http.client.HTTPConnection(HOST, port, timeout=5)
             try:
-                conn = http.client.HTTPConnection(HOST, port, timeout=5)
                 conn.request("GET", ready_path)
                 if conn.getresponse().status == 200:
-                    conn.close()
                     break
-                conn.close()
             except OSError:
                 pass
+            finally:
+                conn.close()  # also after a poll that timed out while the workers were still starting
             if time.monotonic() > deadline:
                 raise RuntimeError(f"{name} not ready after {READY_TIMEOUT_S} s:\n{log.read_text()[-3000:]}")
             time.sleep(0.2)
