@@ -21,7 +21,7 @@ from apiflask.validators import Length
 from flask import Flask, g, redirect, render_template, request, session, url_for
 from flask_wtf.csrf import CSRFError, CSRFProtect, generate_csrf
 from sqlalchemy import func, select
-from werkzeug.security import check_password_hash
+from werkzeug.security import check_password_hash, generate_password_hash
 
 from api.deps import get_session, get_settings
 from gis_platform import models as m
@@ -142,6 +142,12 @@ def public(view: Callable) -> Callable:
     return view
 
 
+@functools.cache
+def _unknown_user_hash() -> str:
+    """Return a hash no password matches, made like real ones (same algorithm and cost)."""
+    return generate_password_hash(secrets.token_urlsafe(32))
+
+
 def check_login(db, username: str, password: str, ip: str | None) -> m.User:
     """Return the user for a username and password, limiting failed attempts per user and per address."""
     settings = get_settings()
@@ -153,7 +159,15 @@ def check_login(db, username: str, password: str, ip: str | None) -> m.User:
     if by_user >= MAX_FAILURES_PER_USER or by_ip >= MAX_FAILURES_PER_IP:
         raise TooManyAttempts("too many failed sign-ins; wait 15 minutes", retry_after=int(FAILURE_WINDOW.seconds))
     user = db.scalar(select(m.User).where(m.User.county_code == settings.county_code, m.User.username == username))
-    ok = user is not None and user.is_active and check_password_hash(user.password_hash, password)
+    if user is not None and user.is_active:
+        try:
+            ok = check_password_hash(user.password_hash, password)
+        except ValueError:  # a hash by a method werkzeug refuses (md5, sha1 from an older system): no match
+            ok = False
+    else:
+        # As slow as a real check, so the answer's timing does not tell which usernames exist.
+        check_password_hash(_unknown_user_hash(), password)
+        ok = False
     db.add(m.LoginAttempt(county_code=settings.county_code, username=username[:64], ip=ip, ok=ok))
     db.commit()
     if not ok:
@@ -222,11 +236,21 @@ def me() -> dict:
             "role_zh": vocab.ROLE_LABELS[user.role], "agency_id": user.agency_id}
 
 
+def is_local_path(target: str) -> bool:
+    """Return whether a redirect target is a path on this site, never another site after sign-in.
+
+    Browsers read a backslash as a slash and drop tabs and newlines from URLs, so a backslash or a
+    control character after the first slash leads off-site as surely as ``//evil.example`` does.
+    """
+    return (target.startswith("/") and not target.startswith("//") and "\\" not in target
+            and target.isprintable())
+
+
 @pages.route("/login", methods=["GET", "POST"])
 @public
 def login_page():
     """Show the sign-in form and start a session (CSRF-protected)."""
-    error = None
+    error, status = None, 200
     if request.method == "POST":
         csrf.protect()
         username = (request.form.get("username") or "").strip()
@@ -236,17 +260,14 @@ def login_page():
                 raise ValidationError(FieldError("username", "enter a username and password"))
             user = check_login(get_session(), username, password, request.remote_addr)
         except (Unauthorized, ValidationError, TooManyAttempts) as exc:
-            error = exc.detail
+            error, status = exc.detail, exc.status
         else:
             session.clear()
             session.update(uid=user.id, auth_epoch=_epoch(user))
             session.permanent = True
             target = request.args.get("next") or "/"
-            # Only local paths: never redirect to another site after sign-in.
-            if not target.startswith("/") or target.startswith("//"):
-                target = "/"
-            return redirect(target)
-    return render_template("login.html", error=error, csrf_token=generate_csrf()), (401 if error else 200)
+            return redirect(target if is_local_path(target) else "/")
+    return render_template("login.html", error=error, csrf_token=generate_csrf()), status
 
 
 @pages.post("/logout")

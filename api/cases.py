@@ -28,6 +28,7 @@ from api.deps import get_calendar, get_session, get_settings
 from gis_platform import models as m
 from gis_platform import vocab
 from gis_platform.errors import Conflict, FieldError, Forbidden, NotFound, PlatformError, ValidationError
+from gis_platform.photos import clean_photo, location_geojson
 from gis_platform.workflow import ACTIONS, ACTIONS_BY_NAME
 from grids.routing import Catalogue, cached_catalogue, route_point
 from grids.versions import reroute_case
@@ -173,6 +174,9 @@ class AttachmentOut(Schema):
     size_bytes = Integer()
     sha256 = String()
     url = String()
+    location = Dict(allow_none=True, metadata={
+        "description": "where the photo was taken (GeoJSON Point, WGS-84), from its GPS tags; its other "
+                       "metadata is removed before it is stored"})
 
 
 class RouteOut(Schema):
@@ -457,6 +461,8 @@ def upload_photo(case_id: int, body: dict):
 
         raise UnsupportedMediaType("only JPEG, PNG or WebP photos are accepted (checked from the content)")
     _verify_image(data, mime)
+    cleaned = clean_photo(data, mime)  # stored and served without EXIF/XMP/IPTC/comments; GPS kept below
+    data = cleaned.data
     folder = settings.resolved_data_dir / "attachments" / case.county_code
     folder.mkdir(parents=True, exist_ok=True)
     stored = secrets.token_hex(16) + IMAGE_TYPES[mime]
@@ -465,7 +471,8 @@ def upload_photo(case_id: int, body: dict):
     user = current_user()
     photo = m.Attachment(county_code=case.county_code, case_id=case.id, stage=body["stage"], stored_name=stored,
                          original_name=(upload.filename or "")[:255] or None, mime_type=mime, size_bytes=len(data),
-                         sha256=hashlib.sha256(data).hexdigest(), uploaded_by=user.id)
+                         sha256=hashlib.sha256(data).hexdigest(), uploaded_by=user.id,
+                         location=cleaned.location_ewkt())
     db.add(photo)
     try:
         db.flush()
@@ -478,7 +485,8 @@ def upload_photo(case_id: int, body: dict):
 
 def _attachment_json(photo: m.Attachment) -> dict[str, Any]:
     return {"id": photo.id, "case_id": photo.case_id, "stage": photo.stage, "mime_type": photo.mime_type,
-            "size_bytes": photo.size_bytes, "sha256": photo.sha256, "url": f"/api/v1/attachments/{photo.id}"}
+            "size_bytes": photo.size_bytes, "sha256": photo.sha256, "url": f"/api/v1/attachments/{photo.id}",
+            "location": location_geojson(photo.location)}
 
 
 @bp.get("/attachments/<int:attachment_id>")
@@ -497,7 +505,7 @@ def get_photo(attachment_id: int) -> Response:
     response = send_file(path, mimetype=photo.mime_type, max_age=0, etag=photo.sha256,
                          download_name=f"photo-{photo.id}{IMAGE_TYPES[photo.mime_type]}")
     response.headers["X-Content-Type-Options"] = "nosniff"
-    response.headers["Content-Security-Policy"] = "default-src 'none'; sandbox"
+    response.headers["Content-Security-Policy"] = "default-src 'none'; frame-ancestors 'none'; sandbox"
     response.headers["Cache-Control"] = "private, max-age=3600"
     return response
 

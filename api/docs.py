@@ -1,18 +1,22 @@
-"""The OpenAPI docs page, served with the platform's own copy of Swagger UI (no CDN)."""
+"""The OpenAPI docs page, served with the platform's own copy of Swagger UI (no CDN), under the CSP.
+
+Swagger UI comes from the npm package ``swagger-ui-dist`` (version 5: APIFlask writes OpenAPI 3.1, which
+Swagger UI 4 cannot read), copied into ``webmap/static/vendor/swagger-ui`` with the map pages' files.
+"""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
-from flask import Blueprint, Flask, send_from_directory
-from swagger_ui_bundle import swagger_ui_path
+from flask import Blueprint, Flask, current_app, render_template, send_from_directory, url_for
 
 from api.guards import MAX_BIGINT
+from gis_platform.errors import PlatformError
+from webmap.assets import VENDOR
 
 bp = Blueprint("docs_assets", __name__)
 
-ASSETS = Path(swagger_ui_path)
+ASSETS = VENDOR / "swagger-ui"
 PREFIX = "/api/v1/docs/assets"
 PROBLEM_MIMETYPE = "application/problem+json"
 PROBLEM_REF = {"$ref": "#/components/schemas/Problem"}
@@ -40,14 +44,40 @@ BODY_ERRORS = {"400": "invalid input", "413": "the body is larger than GIS_MAX_U
                "415": "the body is not of the documented media type"}
 
 
+class DocsMissing(PlatformError):
+    """Swagger UI's files are not built: the docs page cannot show (503, saying what to run)."""
+
+    status = 503
+    title = "Front-end files not built"
+    type_slug = "assets-missing"
+
+
 @bp.get(f"{PREFIX}/<path:filename>")
 def asset(filename: str):
-    """Serve a Swagger UI file from the installed swagger-ui-bundle package."""
+    """Serve a Swagger UI file from the platform's copy."""
     return send_from_directory(ASSETS, filename, max_age=86400)
+
+
+def docs_page() -> str:
+    """Show Swagger UI, started by a script that carries the request's CSP nonce.
+
+    APIFlask's own page starts it from an inline script without one, which the Content-Security-Policy
+    refuses; this page has the same assets and settings.
+    """
+    if not (ASSETS / "swagger-ui-bundle.js").is_file():
+        raise DocsMissing("接口文档页面的前端资源未构建，请运行 make assets。"
+                          "Swagger UI's files are not built: run `make assets`.")
+    app = current_app
+    options = {"url": url_for("openapi.spec"), "deepLinking": True, "layout": app.config["SWAGGER_UI_LAYOUT"],
+               # No badge from validator.swagger.io: the page loads nothing from other hosts.
+               "validatorUrl": None, **app.config["SWAGGER_UI_CONFIG"]}
+    return render_template("docs.html", title=app.title, version=app.version,  # type: ignore[attr-defined]
+                           options=options)
 
 
 def configure_docs(app: Flask) -> None:
     """Point the docs page at local assets and register the route that serves them."""
+    app.view_functions["openapi.docs"] = docs_page
     app.config.update(
         SWAGGER_UI_CSS=f"{PREFIX}/swagger-ui.css",
         SWAGGER_UI_BUNDLE_JS=f"{PREFIX}/swagger-ui-bundle.js",

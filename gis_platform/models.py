@@ -401,13 +401,18 @@ class CaseEvent(Base):
 
 
 class Attachment(Base):
-    """A photo stored under the data directory with a random name; content type checked from bytes."""
+    """A photo stored under the data directory with a random name; content type checked from bytes.
+
+    The stored file has no metadata (gis_platform.photos); where the photo was taken, from its GPS tags,
+    is kept here in ``location``.
+    """
 
     __tablename__ = "attachment"
     __table_args__ = (
         _in("mime_type", ("image/jpeg", "image/png", "image/webp")),
         CheckConstraint("size_bytes > 0", name="size_positive"),
         _in("stage", ("before", "after", "other")),
+        *_geom_checks("location", POINT),
     )
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
@@ -422,6 +427,7 @@ class Attachment(Base):
     sha256: Mapped[str] = mapped_column(String(64))
     uploaded_by: Mapped[int | None] = mapped_column(ForeignKey("app_user.id", ondelete="SET NULL"))
     created_at: Mapped[datetime] = _now()
+    location: Mapped[Any | None] = mapped_column(Geometry("POINT", srid=SRID))
 
 
 class IllegalStructure(Base):
