@@ -10,7 +10,8 @@ from pathlib import Path
 from apiflask import APIFlask
 from flask import Flask
 
-from api import auth, cases, coordination, errors, events, guards, health, layers, open311, pages, stats, tiles
+from api import (analytics, auth, briefing, cases, coordination, errors, events, guards, health, layers, open311,
+                 pages, security, stats, tiles)
 from api.deps import CALENDAR_KEY, DB_KEY, SETTINGS_KEY, close_session, get_session
 from api.docs import configure_docs
 from gis_platform.db import Database, open_database
@@ -55,6 +56,7 @@ def create_app(settings: Settings, *, database: Database | None = None) -> Flask
     app.extensions[CALENDAR_KEY] = calendar_from_settings(settings)
     app.extensions[DB_KEY] = database if database is not None else open_database(settings)
 
+    security.init_app(app)
     auth.init_app(app)
     for blueprint in blueprints():
         app.register_blueprint(blueprint)
@@ -66,7 +68,7 @@ def create_app(settings: Settings, *, database: Database | None = None) -> Flask
 def blueprints() -> list:
     """Return every blueprint of the platform, one per area."""
     return [health.bp, auth.bp, cases.bp, layers.bp, stats.bp, coordination.bp, pages.bp, tiles.bp, events.bp,
-            open311.bp, webmap_pages.bp]
+            open311.bp, webmap_pages.bp, briefing.bp, analytics.bp]
 
 
 def load_secret_key(settings: Settings) -> str:

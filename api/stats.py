@@ -1,12 +1,16 @@
-"""Statistics for the command centre and planners: indicators from the event log, and a period summary.
+"""Statistics for the command centre and planners: counts, indicators from the event log, a period summary.
 
+- ``GET /api/v1/stats/counts``: cases reported in the period (``layers.statistics.count_cases``), in total
+  and grouped by one or two of category, theme, township, squad, grid cell and period (day, ISO week,
+  month, quarter, year in Asia/Shanghai), with optional filters and year-on-year comparison (``yoy``);
 - ``GET /api/v1/indicators``: ``layers.indicators.compute_indicators`` (GB/T 30428.4-style counts and
-  rates) in total or grouped by squad, township, category, month or ISO week;
+  rates) in total or grouped by squad, township, category or period, with the same comparison
+  (``layers.statistics.indicator_table``);
 - ``GET /api/v1/stats/summary``: cases reported in the period by theme, status, category and township,
-  structures demolished (``layers.rules.structures.demolished_totals``) and the hotline closure rate
-  (``layers.rules.hotline.closure_rate``).
+  structures demolished (``layers.rules.structures.demolished_totals``), the hotline closure rate
+  (``layers.rules.hotline.closure_rate``), seized items and fume inspections (``report_figures``).
 
-Periods are half-open [start, end), ISO 8601 with a time zone, at most ``MAX_PERIOD`` long. Both are
+Periods are half-open [start, end), ISO 8601 with a time zone, at most ``MAX_PERIOD`` long. All are
 county-wide figures, so they are for the admin, supervisor, operator and planner roles; patrollers and
 liaisons get 403 rather than a partial view (the indicators cannot be restricted to one unit for every
 grouping, and a squad's own figures are the ``squad`` row the command centre sees).
@@ -14,17 +18,16 @@ grouping, and a squad's own figures are the ``squad`` row the command centre see
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from apiflask import APIBlueprint, Schema
-from apiflask.fields import Float, Integer, List, Nested, String
+from apiflask.fields import Boolean, Dict, Float, Integer, List, Nested, String
 from apiflask.validators import Length, OneOf
 from marshmallow import ValidationError as SchemaError
 from marshmallow import validates_schema
-from sqlalchemy import func, select
-from sqlalchemy.orm import Session
+from sqlalchemy import select
 
 from api.auth import SECURITY, require
 from api.deps import get_calendar, get_session, get_settings
@@ -32,25 +35,16 @@ from api.layers import Instant
 from gis_platform import models as m
 from gis_platform import vocab
 from gis_platform.errors import FieldError, ValidationError
-from layers.indicators import GROUPINGS, INDICATOR_LABELS, UNKNOWN_LABEL, compute_indicators
-from layers.rules.hotline import closure_rate
+from layers.indicators import INDICATOR_LABELS
 from layers.rules.structures import demolished_totals
+from layers.statistics import (DIMENSIONS, INDICATOR_DIMENSIONS, INDICATOR_LABELS_EN, MAX_DIMENSIONS, CountRow,
+                               case_summary, count_cases, dimension_label, indicator_table, report_figures)
 
 bp = APIBlueprint("stats", __name__, url_prefix="/api/v1", tag="统计 Statistics")
 
 ANALYSTS = ("admin", "supervisor", "operator", "planner")
 MAX_PERIOD = timedelta(days=731)  # two years, a leap day included
-# Reports cancelled as invalid or merged into another case are not cases handled (as in /summary).
-NOT_CASES = ("cancelled", "merged")
-INDICATOR_LABELS_EN = {
-    "due": "Due for handling", "handled": "Handled", "handled_on_time": "Handled on time",
-    "due_to_close": "Due for closure", "closed": "Closed", "closed_on_time": "Closed on time",
-    "rework": "Reworked", "extended": "Extended", "overdue": "Overdue", "handling_rate": "Handling rate",
-    "on_time_handling_rate": "On-time handling rate", "closure_rate": "Closure rate",
-    "on_time_closure_rate": "On-time closure rate", "rework_rate": "Rework rate",
-    "extension_rate": "Extension rate", "overrun_avg": "Average overrun multiple",
-    "overrun_max": "Largest overrun multiple",
-}
+MAX_ROWS = 20_000  # a grouping finer than this (grid cells by day over a year …) is refused, not streamed
 
 
 # -- schemas ---------------------------------------------------------------------------------------------
@@ -69,11 +63,30 @@ class PeriodQuery(Schema):
 
 
 class IndicatorQuery(PeriodQuery):
-    group_by = String(load_default=None, validate=OneOf(GROUPINGS), metadata={
-        "description": "total when absent; else one of " + ", ".join(GROUPINGS)})
+    group_by = String(load_default=None, validate=OneOf(INDICATOR_DIMENSIONS), metadata={
+        "description": "total when absent; else one of " + ", ".join(INDICATOR_DIMENSIONS)
+                       + " (at most 92 days, quarters or years at once)"})
     category = String(load_default=None, validate=Length(1, 32), metadata={"description": "category code"})
     source = String(load_default=None, validate=OneOf(vocab.CASE_SOURCES), metadata={
         "description": "case source: " + ", ".join(vocab.CASE_SOURCES)})
+    yoy = Boolean(load_default=False, metadata={
+        "description": "add the same period a year earlier (同比) to each row: base, change and change_pct"})
+
+
+class CountQuery(PeriodQuery):
+    group_by = String(load_default=None, validate=Length(1, 40), metadata={
+        "description": f"total only when absent; else up to {MAX_DIMENSIONS} of {', '.join(DIMENSIONS)}, "
+                       "comma-separated, at most one of them a period", "example": "township,month"})
+    category = String(load_default=None, validate=Length(1, 32), metadata={"description": "category code"})
+    theme = String(load_default=None, validate=OneOf(vocab.THEMES), metadata={
+        "description": "theme: " + ", ".join(vocab.THEMES)})
+    township = String(load_default=None, validate=Length(1, 12), metadata={"description": "township code"})
+    squad = String(load_default=None, validate=Length(1, 32), metadata={
+        "description": "code of the unit the cases are assigned to (a squad or a department team)"})
+    source = String(load_default=None, validate=OneOf(vocab.CASE_SOURCES), metadata={
+        "description": "case source: " + ", ".join(vocab.CASE_SOURCES)})
+    yoy = Boolean(load_default=False, metadata={
+        "description": "compare each row with the same period a year earlier (同比)"})
 
 
 class ColumnOut(Schema):
@@ -82,10 +95,17 @@ class ColumnOut(Schema):
     label_en = String()
 
 
+class ChangeOut(Schema):
+    base = Float(allow_none=True, metadata={"description": "the value a year earlier"})
+    change = Float(allow_none=True, metadata={"description": "current − base (for rates, in rate units)"})
+    change_pct = Float(allow_none=True, metadata={"description": "change ÷ base × 100; null when the base is 0"})
+
+
 class IndicatorRowOut(Schema):
     group_by = String(allow_none=True)
     key = String(allow_none=True)
     label = String(metadata={"description": "Chinese label of the group (合计 for the total)"})
+    label_en = String()
     due = Integer()
     handled = Integer()
     handled_on_time = Integer()
@@ -103,6 +123,8 @@ class IndicatorRowOut(Schema):
     extension_rate = Float(allow_none=True)
     overrun_avg = Float(allow_none=True)
     overrun_max = Float(allow_none=True)
+    year_on_year = Dict(keys=String(), values=Nested(ChangeOut), allow_none=True, metadata={
+        "description": "with yoy: each indicator against the same group a year earlier"})
 
 
 class IndicatorsOut(Schema):
@@ -112,8 +134,38 @@ class IndicatorsOut(Schema):
     group_by = String(allow_none=True)
     category = String(allow_none=True)
     source = String(allow_none=True)
+    base_start = String(allow_none=True, metadata={"description": "with yoy: the period a year earlier"})
+    base_end = String(allow_none=True)
+    base_as_of = String(allow_none=True)
     columns = List(Nested(ColumnOut), metadata={"description": "the indicators in order, Chinese label first"})
     rows = List(Nested(IndicatorRowOut))
+
+
+class GroupOut(Schema):
+    dimension = String()
+    key = String(allow_none=True, metadata={"description": "code or period key; null for cases with none"})
+    label = String(metadata={"description": "Chinese label"})
+    label_en = String()
+
+
+class CountRowOut(Schema):
+    groups = List(Nested(GroupOut))
+    count = Integer()
+    base = Integer(allow_none=True, metadata={"description": "with yoy: the count a year earlier"})
+    change = Integer(allow_none=True)
+    change_pct = Float(allow_none=True, metadata={"description": "null when the base is 0"})
+
+
+class CountsOut(Schema):
+    start = String()
+    end = String()
+    base_start = String(allow_none=True, metadata={"description": "with yoy: the period a year earlier"})
+    base_end = String(allow_none=True)
+    group_by = List(String())
+    dimensions = List(Nested(ColumnOut), metadata={"description": "the grouping dimensions, Chinese name first"})
+    filters = Dict(keys=String(), values=String())
+    total = Nested(CountRowOut)
+    rows = List(Nested(CountRowOut), metadata={"description": "they sum to the total"})
 
 
 class CountOut(Schema):
@@ -151,52 +203,34 @@ class HotlineOut(Schema):
     closure_rate = Float(allow_none=True, metadata={"description": "closed / received; null when none"})
 
 
+class SeizedOut(Schema):
+    count = Integer(metadata={"description": "items seized in the period"})
+
+
+class FumeOut(Schema):
+    inspections = Integer()
+    exceedances = Integer(metadata={"description": "inspections above the emission limit"})
+    penalised = Integer(metadata={"description": "exceedances with a penalty case"})
+
+
 class SummaryOut(Schema):
     start = String()
     end = String()
     cases = Nested(CaseCountsOut)
     demolished = Nested(DemolishedOut)
     hotline = Nested(HotlineOut)
+    seized = Nested(SeizedOut)
+    fume = Nested(FumeOut)
 
 
-# -- queries ---------------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Count:
-    """One line of a breakdown: key, Chinese and English labels, count."""
-
-    key: str | None
-    label: str
-    label_en: str | None
-    count: int
+# -- helpers --------------------------------------------------------------------------------------------
+def _iso(value: datetime | None) -> str | None:
+    return None if value is None else value.isoformat()
 
 
-def case_counts(session: Session, county_code: str, start: datetime, end: datetime) -> dict[str, Any]:
-    """Count the reports of [start, end) by status, and the cases among them by theme, category and township."""
-    c, cat, unit = m.Case, m.Category, m.AdminUnit
-    period = (c.county_code == county_code, c.reported_at >= start, c.reported_at < end)
-    cases = (*period, c.status.not_in(NOT_CASES))
-    statuses = dict(session.execute(select(c.status, func.count()).where(*period).group_by(c.status)).all())
-    themes = dict(session.execute(select(cat.theme, func.count()).select_from(c).join(cat, cat.id == c.category_id)
-                                  .where(*cases).group_by(cat.theme)).all())
-    categories = session.execute(
-        select(cat.code, cat.name, cat.name_en, func.count()).select_from(c).join(cat, cat.id == c.category_id)
-        .where(*cases).group_by(cat.code, cat.name, cat.name_en).order_by(func.count().desc(), cat.code)).all()
-    townships = session.execute(
-        select(unit.code, unit.name, unit.name_en, func.count()).select_from(c)
-        .outerjoin(unit, unit.id == c.admin_unit_id).where(*cases)
-        .group_by(unit.code, unit.name, unit.name_en).order_by(unit.code.nulls_last())).all()
-    return {
-        "reported": sum(statuses.values()),
-        "total": sum(themes.values()),
-        "by_theme": [Count(t, vocab.THEME_LABELS[t], None, themes.get(t, 0)) for t in vocab.THEMES],
-        "by_status": [Count(s, vocab.CASE_STATUS_LABELS[s], None, statuses.get(s, 0)) for s in vocab.CASE_STATUSES],
-        "by_category": [Count(code, name, name_en, n) for code, name, name_en, n in categories],
-        "by_township": [Count(code, name or UNKNOWN_LABEL, name_en, n) for code, name, name_en, n in townships],
-    }
-
-
-def _iso(value: datetime) -> str:
-    return value.isoformat()
+def _count_row(row: CountRow) -> dict[str, Any]:
+    return {"groups": [asdict(g) for g in row.groups], "count": row.count, "base": row.base, "change": row.change,
+            "change_pct": row.change_pct}
 
 
 # -- views -----------------------------------------------------------------------------------------------
@@ -216,20 +250,59 @@ def indicators(query: dict[str, Any]) -> dict[str, Any]:
             m.Category.county_code == county, m.Category.code == category)) is None:
         raise ValidationError(FieldError("category", f"no category {category!r} in this county"))
     as_of = min(query["end"], datetime.now(UTC))
-    rows = compute_indicators(db, county, start=query["start"], end=query["end"], group_by=query["group_by"],
-                              category=category, source=query["source"], as_of=as_of, calendar=get_calendar())
+    table = indicator_table(db, county, start=query["start"], end=query["end"], group_by=query["group_by"],
+                            category=category, source=query["source"], as_of=as_of, year_on_year=query["yoy"],
+                            calendar=get_calendar())
+    rows = []
+    for item in table.rows:
+        row = {**asdict(item.row), "label_en": item.label_en, "year_on_year": None}
+        if query["yoy"]:
+            row["year_on_year"] = {k: {"base": c.base, "change": c.change, "change_pct": c.change_pct}
+                                   for k, c in item.changes.items()}
+        rows.append(row)
     return {"start": _iso(query["start"]), "end": _iso(query["end"]), "as_of": _iso(as_of),
             "group_by": query["group_by"], "category": category, "source": query["source"],
+            "base_start": _iso(table.base_start), "base_end": _iso(table.base_end),
+            "base_as_of": _iso(table.base_as_of),
             "columns": [{"key": k, "label_zh": zh, "label_en": INDICATOR_LABELS_EN[k]}
                         for k, zh in INDICATOR_LABELS.items()],
-            "rows": [asdict(row) for row in rows]}
+            "rows": rows}
+
+
+@bp.get("/stats/counts")
+@require(*ANALYSTS)
+@bp.input(CountQuery, location="query", arg_name="query")
+@bp.output(CountsOut)
+@bp.doc(summary="Case counts by category, theme, township, squad, grid cell or period, with year-on-year change",
+        security=SECURITY,
+        description="Cases reported in [start, end), cancelled and merged reports excluded, grouped in SQL by up "
+                    "to two dimensions (e.g. township,month). Periods are in Asia/Shanghai; a grouping by one "
+                    "period alone lists every period, empty ones included. With yoy=true each row carries the "
+                    "count of the same group a year earlier (weeks: the same ISO week number), the change and "
+                    "the percentage change (null when the base is 0).",
+        responses={400: "invalid period, grouping or filter, or more than 20,000 groups"})
+def counts(query: dict[str, Any]) -> dict[str, Any]:
+    result = count_cases(get_session(), get_settings().county_code, start=query["start"], end=query["end"],
+                         group_by=query["group_by"], category=query["category"], theme=query["theme"],
+                         township=query["township"], squad=query["squad"], source=query["source"],
+                         year_on_year=query["yoy"])
+    if len(result.rows) > MAX_ROWS:
+        raise ValidationError(FieldError("group_by", f"{len(result.rows):,} groups; at most {MAX_ROWS:,}: choose a "
+                                                     "coarser grouping or a shorter period"))
+    return {"start": _iso(result.start), "end": _iso(result.end), "base_start": _iso(result.base_start),
+            "base_end": _iso(result.base_end), "group_by": list(result.group_by),
+            "dimensions": [dict(zip(("key", "label_zh", "label_en"), (d, *dimension_label(d))))
+                           for d in result.group_by],
+            "filters": result.filters, "total": _count_row(result.total),
+            "rows": [_count_row(r) for r in result.rows]}
 
 
 @bp.get("/stats/summary")
 @require(*ANALYSTS)
 @bp.input(PeriodQuery, location="query", arg_name="query")
 @bp.output(SummaryOut)
-@bp.doc(summary="Period summary: cases by theme, status, category and township; demolitions; hotline closure",
+@bp.doc(summary="Period summary: cases by theme, status, category and township; demolitions; hotline; seizures; "
+                "fume inspections",
         security=SECURITY, description="Cases are counted by their report time in [start, end); cancelled and "
                                        "merged reports appear only under by_status and reported.",
         responses={400: "invalid period"})
@@ -238,13 +311,17 @@ def summary(query: dict[str, Any]) -> dict[str, Any]:
     county = get_settings().county_code
     start, end = query["start"], query["end"]
     demolished = demolished_totals(db, county, start, end, group_by="township")
-    hotline = closure_rate(db, county, start, end)
+    figures = report_figures(db, county, start, end)
     return {
         "start": _iso(start), "end": _iso(end),
         "cases": {k: [asdict(x) for x in v] if isinstance(v, list) else v
-                  for k, v in case_counts(db, county, start, end).items()},
+                  for k, v in case_summary(db, county, start, end).items()},
         "demolished": {"count": demolished.count, "area_m2": float(demolished.area_m2),
                        "by_township": [{"key": g.key, "label": g.label, "count": g.count, "area_m2": float(g.area_m2)}
                                        for g in demolished.groups]},
-        "hotline": {"received": hotline.total, "closed": hotline.closed, "closure_rate": hotline.rate},
+        "hotline": {"received": figures.hotline_received, "closed": figures.hotline_closed,
+                    "closure_rate": figures.hotline_closure_rate},
+        "seized": {"count": figures.seized_items},
+        "fume": {"inspections": figures.fume_inspections, "exceedances": figures.fume_exceedances,
+                 "penalised": figures.fume_penalised},
     }

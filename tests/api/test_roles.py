@@ -56,3 +56,10 @@ def test_role_endpoint_matrix(api_world):
                 checked += 1
         anonymous.close()
     assert checked >= 40
+
+
+def test_statistics_and_the_briefing_are_for_analysts(api_world):
+    """County-wide figures and the weekly briefing: planners, supervisors, operators and admins only."""
+    views = {rule.rule: api_world.app.view_functions[rule.endpoint] for rule in api_world.app.url_map.iter_rules()}
+    for path in ("/api/v1/stats/counts", "/api/v1/stats/summary", "/api/v1/indicators", "/api/v1/analytics/briefing"):
+        assert set(views[path]._roles) == {"admin", "supervisor", "operator", "planner"}, path

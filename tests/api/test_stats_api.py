@@ -196,3 +196,52 @@ def test_responses_are_documented(api_world):
         operation = spec["paths"][path]["get"]
         assert names <= {p["name"] for p in operation["parameters"]}
         assert "$ref" in operation["responses"]["200"]["content"]["application/json"]["schema"]
+
+
+def test_counts_grouped_with_year_on_year(api_world, june):
+    r = get(api_world, "pl", "/api/v1/stats/counts", group_by="township,category", yoy="true", **PERIOD)
+    body = r.get_json()
+    assert r.status_code == 200, body
+    assert body["group_by"] == ["township", "category"] and body["base_start"] == "2023-06-01T00:00:00+08:00"
+    assert body["dimensions"][0] == {"key": "township", "label_zh": "乡镇（街道）", "label_en": "Township"}
+    got = {tuple(g["key"] for g in row["groups"]): row["count"] for row in body["rows"]}
+    assert got == {("379901101", "MS03"): 1, ("379901101", "TD02"): 1, ("379901102", "IS01"): 1,
+                   ("379901102", "TD02"): 1}
+    assert body["total"] == {"groups": [{"dimension": "total", "key": None, "label": "合计", "label_en": "Total"}],
+                             "count": 4, "base": 0, "change": 4, "change_pct": None}
+    weeks = get(api_world, "op", "/api/v1/stats/counts", group_by="week", theme="ten_disorders", **PERIOD).get_json()
+    assert [row["groups"][0]["key"] for row in weeks["rows"]] == [f"2024-W{n}" for n in range(22, 27)]
+    assert sum(row["count"] for row in weeks["rows"]) == weeks["total"]["count"] == 2
+    assert weeks["rows"][1]["groups"][0]["label"] == "2024年第23周" and weeks["rows"][1]["base"] is None
+
+
+def test_summary_adds_seizures_and_fume_inspections(api_world, june):
+    body = get(api_world, "sup1", "/api/v1/stats/summary", **PERIOD).get_json()
+    assert body["seized"] == {"count": 0}
+    assert body["fume"] == {"inspections": 0, "exceedances": 0, "penalised": 0}
+
+
+def test_indicators_by_quarter_with_year_on_year(api_world):
+    body = get(api_world, "pl", "/api/v1/indicators", group_by="quarter", yoy="true",
+               start="2024-01-01T00:00:00+08:00", end="2024-07-01T00:00:00+08:00").get_json()
+    assert [(row["key"], row["label"], row["label_en"]) for row in body["rows"]] == [
+        ("2024-Q1", "2024年第1季度", "2024 Q1"), ("2024-Q2", "2024年第2季度", "2024 Q2")]
+    assert body["base_start"] == "2023-01-01T00:00:00+08:00"
+    assert set(body["rows"][0]["year_on_year"]) == set(INDICATOR_LABELS)
+    assert body["rows"][0]["year_on_year"]["due"]["change"] == body["rows"][0]["due"] - \
+        body["rows"][0]["year_on_year"]["due"]["base"]
+
+
+@pytest.mark.parametrize(("params", "field"), [
+    ({"group_by": "district"}, "group_by"),
+    ({"group_by": "month,week"}, "group_by"),
+    ({"group_by": "category,township,squad"}, "group_by"),
+    ({"theme": "weather"}, "theme"),
+    ({"township": "999"}, "township"),
+    ({"squad": "NOPE"}, "squad"),
+    ({"yoy": "perhaps"}, "yoy"),
+])
+def test_bad_count_queries_name_the_field(api_world, params, field):
+    r = get(api_world, "op", "/api/v1/stats/counts", **PERIOD, **params)
+    assert r.status_code == 400 and r.mimetype == "application/problem+json", r.get_json()
+    assert field in [e["field"] for e in r.get_json()["errors"]]
