@@ -5,10 +5,14 @@ with no feature is answered ``204 No Content`` (map clients treat it as an empty
 
 Cases are aggregated so that a tile stays small however many cases exist: below ``CLUSTER_BELOW_ZOOM``,
 and at any zoom when a tile would hold more than ``POINT_CAP`` points, the cases are counted per cell of
-a ``CLUSTER_CELL``-unit grid in tile space (at most (4096 / 128)² = 1,024 features per tile). A cluster
+a ``CLUSTER_CELL``-unit grid in tile space (at most (4096 / 256)² = 256 features, about 12 kB, per tile:
+a full screen of tiles at county zoom stays within a few hundred kilobytes however dense). A cluster
 sits at the mean position of its cases and carries ``count``, ``count_<status>`` for each status present,
 ``overdue`` and ``cluster = true``. A cluster counts the cases inside its tile only (not the buffer), so
-the clusters of neighbouring tiles never count a case twice.
+the clusters of neighbouring tiles never count a case twice. Clusters are counted from the cases'
+longitudes and latitudes with Mercator arithmetic, without building a geometry per case, since a tile at
+county zoom may hold every case of the county. The query-string filters (status, category, theme, the
+assigned squad, time) apply to points and clusters alike.
 
 Patrollers see only the cases assigned to their squad and liaisons only those assigned to their
 agency; the filter runs in SQL. Tiles therefore differ by user: they are ``Cache-Control: private``
@@ -18,6 +22,7 @@ and vary on the credentials.
 from __future__ import annotations
 
 import hashlib
+import math
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -45,8 +50,8 @@ MAX_ZOOM = 22
 EXTENT = 4096
 BUFFER = 64  # tile units drawn beyond the edge, so symbols are not cut at tile borders
 CLUSTER_BELOW_ZOOM = 14
-CLUSTER_CELL = 128  # tile units: 32 × 32 cells per tile, about 8 screen pixels on a 256-pixel tile
-POINT_CAP = 5_000  # individual case points per tile; beyond this the tile is aggregated too
+CLUSTER_CELL = 256  # tile units: 16 × 16 cells per tile, 16 screen pixels apart on a 256-pixel tile
+POINT_CAP = 1_000  # individual case points per tile (about 45 kB); beyond this the tile is aggregated too
 MIN_CELL_PIXELS = 3  # grid cells narrower than this on a 256-pixel tile are left out
 EARTH_CIRCUMFERENCE_M = 40_075_016.686
 # Reports cancelled as invalid or merged into another case are not cases: shown only when asked for.
@@ -105,51 +110,66 @@ FUME_SITES_SQL = _layer_sql("fume_sites", f"""
     FROM fume_site f CROSS JOIN env
     WHERE f.county_code = :county AND f.geom && env.search""")
 
-# One statement for both shapes of the cases layer. The points of the tile are computed once; the
-# CASE reads only the branch it needs (uncorrelated sub-selects run on first use), so a tile over the
-# cap never encodes its points, and a tile under it never groups them.
-CASES_SQL = f"""{_ENVELOPE},
-pts AS MATERIALIZED (
-    SELECT ST_AsMVTGeom(c.merc, env.tile, {EXTENT}, {BUFFER}, true) AS geom,
-           -- Decided before ST_AsMVTGeom rounds to whole tile units, so each case is in exactly one tile.
-           ST_X(c.merc) >= ST_XMin(env.tile) AND ST_X(c.merc) < ST_XMax(env.tile)
-               AND ST_Y(c.merc) > ST_YMin(env.tile) AND ST_Y(c.merc) <= ST_YMax(env.tile) AS inside,
-           c.id, c.case_no, c.status, c.urgency, c.category, c.theme, c.overdue
-    FROM env CROSS JOIN LATERAL (
-        SELECT ST_Transform(c.location, 3857) AS merc, c.id, c.case_no, c.status, c.urgency,
-               k.code AS category, k.theme,
-               COALESCE((c.handled_at IS NULL AND c.due_at < now()) OR c.handled_at > c.due_at, false) AS overdue
-        FROM "case" c JOIN category k ON k.id = c.category_id
-        WHERE c.county_code = :county AND c.location && env.search
+# The cases a tile may show, whatever its shape: every value from a request is a bound parameter.
+_CASE_FILTERS = """c.county_code = :county
           AND c.status = ANY(CAST(:statuses AS text[]))
           AND (CAST(:categories AS text[]) IS NULL OR k.code = ANY(CAST(:categories AS text[])))
           AND (CAST(:themes AS text[]) IS NULL OR k.theme = ANY(CAST(:themes AS text[])))
           AND (CAST(:since AS timestamptz) IS NULL OR c.reported_at >= CAST(:since AS timestamptz))
           AND (CAST(:until AS timestamptz) IS NULL OR c.reported_at < CAST(:until AS timestamptz))
           AND (NOT CAST(:own_unit_only AS boolean) OR c.assigned_agency_id = CAST(:agency_id AS integer))
-    ) c
-),
-points AS (
-    SELECT geom, id AS fid, id, case_no, status, urgency, category, theme, overdue FROM pts WHERE geom IS NOT NULL
-),
--- Clusters count only the cases inside the tile proper, so neighbouring tiles never count one twice.
-cells AS (
-    SELECT LEAST(floor(ST_X(geom) / {CLUSTER_CELL}), {EXTENT // CLUSTER_CELL - 1}) AS cx,
-           LEAST(floor(ST_Y(geom) / {CLUSTER_CELL}), {EXTENT // CLUSTER_CELL - 1}) AS cy, status,
-           count(*) AS n, count(*) FILTER (WHERE overdue) AS late, sum(ST_X(geom)) AS sx, sum(ST_Y(geom)) AS sy
-    FROM pts
-    WHERE inside AND geom IS NOT NULL
-    GROUP BY 1, 2, 3
-),
-clusters AS (
+          AND (CAST(:squads AS text[]) IS NULL OR c.assigned_agency_id = ANY(ARRAY(
+                   SELECT a.id FROM agency a
+                   WHERE a.county_code = :county AND a.code = ANY(CAST(:squads AS text[])))))"""
+_OVERDUE = "COALESCE((c.handled_at IS NULL AND c.due_at < now()) OR c.handled_at > c.due_at, false)"
+
+# Clusters are counted from the cases' longitude and latitude with the spherical Mercator formulas of
+# EPSG:3857 (in tile units, y down): no geometry is built per case, so a county-wide tile over a million
+# cases costs one pass of arithmetic and a small hash aggregate. A cluster counts only the cases inside
+# the tile proper (half-open on its edges), so neighbouring tiles never count one twice; the cases of the
+# box's float4 margin fall in no cell and are grouped once, then dropped (a WHERE on the expressions would
+# make the planner expect a few rows and sort a million instead of hashing a thousand groups).
+_CLUSTERS = f"""
     SELECT ST_MakePoint(round(sum(sx) / sum(n)), round(sum(sy) / sum(n))) AS geom, true AS cluster,
            sum(n)::int AS count, NULLIF(sum(late), 0)::int AS overdue,
            jsonb_object_agg('count_' || status, n) AS by_status
-    FROM cells GROUP BY cx, cy
-)
-SELECT CASE WHEN CAST(:aggregate AS boolean) OR (SELECT count(*) FROM points) > :point_cap
-            THEN (SELECT ST_AsMVT(k.*, 'cases', {EXTENT}, 'geom') FROM clusters k)
-            ELSE (SELECT ST_AsMVT(p.*, 'cases', {EXTENT}, 'geom', 'fid') FROM points p)
+    FROM (
+        SELECT CASE WHEN px >= 0 AND px < {EXTENT} AND py >= 0 AND py < {EXTENT}
+                    THEN (floor(px / {CLUSTER_CELL}) * {EXTENT // CLUSTER_CELL} + floor(py / {CLUSTER_CELL}))::int
+               END AS cell,
+               status, count(*) AS n, count(*) FILTER (WHERE overdue) AS late, sum(px) AS sx, sum(py) AS sy
+        FROM (
+            SELECT ((ST_X(c.location) + 180) / 360 * :n - :x) * {EXTENT} AS px,
+                   ((1 - asinh(tan(radians(ST_Y(c.location)))) / pi()) / 2 * :n - :y) * {EXTENT} AS py,
+                   c.status, {_OVERDUE} AS overdue
+            FROM "case" c JOIN category k ON k.id = c.category_id
+            WHERE {_CASE_FILTERS} AND c.location && ST_MakeEnvelope(:west, :south, :east, :north, 4326)
+        ) p
+        GROUP BY 1, 2
+    ) cells
+    WHERE cell IS NOT NULL
+    GROUP BY cell"""
+
+_POINTS = f"""
+    SELECT * FROM (
+        SELECT ST_AsMVTGeom(ST_Transform(c.location, 3857), env.tile, {EXTENT}, {BUFFER}, true) AS geom,
+               c.id AS fid, c.id, c.case_no, c.status, c.urgency, k.code AS category, k.theme, {_OVERDUE} AS overdue
+        FROM "case" c JOIN category k ON k.id = c.category_id CROSS JOIN env
+        WHERE {_CASE_FILTERS} AND c.location && env.search
+    ) p
+    WHERE geom IS NOT NULL"""
+
+# One statement for both shapes of the cases layer; the CASE runs only the branch it needs (its
+# sub-selects run on first use). Below CLUSTER_BELOW_ZOOM the tile is aggregated at once; above it the
+# cases are counted first, stopping at the cap, so a dense tile never encodes its points.
+CASES_SQL = f"""{_ENVELOPE}
+SELECT CASE WHEN CAST(:aggregate AS boolean) OR (
+                SELECT count(*) FROM (
+                    SELECT 1 FROM "case" c JOIN category k ON k.id = c.category_id CROSS JOIN env
+                    WHERE {_CASE_FILTERS} AND c.location && env.search LIMIT :point_cap + 1) capped
+            ) > :point_cap
+            THEN (SELECT ST_AsMVT(k.*, 'cases', {EXTENT}, 'geom') FROM ({_CLUSTERS}) k)
+            ELSE (SELECT ST_AsMVT(p.*, 'cases', {EXTENT}, 'geom', 'fid') FROM ({_POINTS}) p)
        END"""
 
 
@@ -179,6 +199,16 @@ class TileAddress:
         """Return the ground size of a pixel of a 256-pixel tile at this zoom (at the equator)."""
         return EARTH_CIRCUMFERENCE_M / (256 * 2**self.z)
 
+    def lonlat_bounds(self) -> dict[str, float]:
+        """Return the tile's west, south, east and north edges in degrees (EPSG:4326)."""
+        n = 2**self.z
+
+        def lat(row: int) -> float:
+            return math.degrees(math.atan(math.sinh(math.pi * (1 - 2 * row / n))))
+
+        return {"west": self.x / n * 360 - 180, "east": (self.x + 1) / n * 360 - 180,
+                "north": lat(self.y), "south": lat(self.y + 1)}
+
 
 def _integer(name: str, value: str | int) -> int:
     if isinstance(value, int):
@@ -195,6 +225,7 @@ class CaseFilter:
     statuses: tuple[str, ...] = DEFAULT_STATUSES
     categories: tuple[str, ...] | None = None
     themes: tuple[str, ...] | None = None
+    squads: tuple[str, ...] | None = None  # codes of the assigned agencies (squads, teams, offices)
     since: datetime | None = None
     until: datetime | None = None
     own_unit_only: bool = False
@@ -203,7 +234,7 @@ class CaseFilter:
     def params(self) -> dict[str, Any]:
         """Return the filter as bound parameters of CASES_SQL."""
         return {"statuses": list(self.statuses), "categories": _list(self.categories),
-                "themes": _list(self.themes), "since": self.since, "until": self.until,
+                "themes": _list(self.themes), "squads": _list(self.squads), "since": self.since, "until": self.until,
                 "own_unit_only": self.own_unit_only, "agency_id": self.agency_id}
 
 
@@ -254,7 +285,10 @@ def render_tile(session: Session, layer: TileLayer, tile: TileAddress, county_co
                               "county": county_code, **layer.extra(tile)}
     if layer.case_filters:
         params.update((cases or CaseFilter()).params(), aggregate=tile.z < CLUSTER_BELOW_ZOOM,
-                      point_cap=point_cap)
+                      point_cap=point_cap, n=float(2**tile.z), **tile.lonlat_bounds())
+        # The planner cannot tell how few clusters the cases fall into, and would sort every case of the
+        # tile (a million at county zoom) rather than hash about a thousand groups.
+        session.execute(text("SET LOCAL enable_sort = off"))
     # PostGIS declares ST_Transform and ST_AsMVTGeom expensive, so a tile of a few thousand rows looks
     # costly enough for JIT compilation, which then takes ten times longer than the query (1 s vs 60 ms).
     session.execute(text("SET LOCAL jit = off"))
@@ -272,6 +306,9 @@ class TileQuery(Schema):
         "description": "cases: comma-separated category codes"})
     theme = DelimitedList(String(validate=OneOf(vocab.THEMES)), metadata={
         "description": "cases: comma-separated themes"})
+    squad = DelimitedList(String(validate=Length(1, 32)), metadata={
+        "description": "cases: comma-separated codes of the assigned squad (or other assigned unit), as in the "
+                       "cases layer's squad filter"})
     since = AwareDateTime(format="iso", metadata={
         "description": "cases reported at or after (ISO 8601 with offset, e.g. 2021-05-01T00:00:00%2B08:00)"})
     until = AwareDateTime(format="iso", metadata={"description": "cases reported before (ISO 8601 with offset)"})
@@ -299,6 +336,7 @@ def case_filter_for(query: Mapping[str, Any], user: Any) -> CaseFilter:
         statuses=tuple(query["status"]) if query.get("status") else DEFAULT_STATUSES,
         categories=tuple(query["category"]) if query.get("category") else None,
         themes=tuple(query["theme"]) if query.get("theme") else None,
+        squads=tuple(query["squad"]) if query.get("squad") else None,
         since=query.get("since"),
         until=query.get("until"),
         own_unit_only=user.role in OWN_UNIT_ROLES,

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import sys
 
-from bench import api, fault, routing
+from bench import analytics, api, fault, routing, webmap
 
-BENCHMARKS = {"routing": routing.main, "api": api.main, "fault": fault.main}
+BENCHMARKS = {"routing": routing.main, "api": api.main, "fault": fault.main, "analytics": analytics.main,
+              "webmap": webmap.main}
 
 
 def main(argv: list[str] | None = None) -> int:

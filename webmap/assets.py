@@ -67,6 +67,14 @@ COPIES: tuple[Copy, ...] = (
     Copy("leaflet.locatecontrol", "dist/L.Control.Locate.min.css", "leaflet.locatecontrol/L.Control.Locate.min.css"),
     Copy("leaflet.vectorgrid", "dist/Leaflet.VectorGrid.bundled.min.js",
          "leaflet.vectorgrid/Leaflet.VectorGrid.bundled.min.js"),
+    # The API docs page (api.docs): Swagger UI 5, the first to read OpenAPI 3.1 documents.
+    Copy("swagger-ui-dist", "swagger-ui-bundle.js", "swagger-ui/swagger-ui-bundle.js"),
+    Copy("swagger-ui-dist", "swagger-ui-standalone-preset.js", "swagger-ui/swagger-ui-standalone-preset.js"),
+    Copy("swagger-ui-dist", "swagger-ui.css", "swagger-ui/swagger-ui.css"),
+    Copy("swagger-ui-dist", "favicon-32x32.png", "swagger-ui/favicon-32x32.png"),
+    Copy("chart.js", "dist/chart.umd.min.js", "chart.js/chart.umd.min.js"),
+    Copy("html-to-image", "dist/html-to-image.js", "html-to-image/html-to-image.js"),
+    Copy("idb-keyval", "dist/umd.js", "idb-keyval/idb-keyval.umd.js"),
 )
 GLYPHICONS_SOURCE = Copy("bootstrap3", "dist/css/bootstrap.css", "bootstrap3/css/bootstrap-glyphicons.css")
 HEAT_DEST = "leaflet.heat/leaflet_heat.min.js"  # from the folium wheel: folium/templates/leaflet_heat.min.js

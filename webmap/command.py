@@ -25,7 +25,8 @@ ROLES = ("operator", "supervisor", "admin")
 QUEUE_STATUSES = ("reported", "filed", "returned")
 # Minutes from the report by urgency: (verify within, dispatch within).
 QUEUE_TARGETS_MIN: dict[str, tuple[int, int]] = {"normal": (60, 120), "urgent": (30, 60), "emergency": (15, 30)}
-QUEUE_LIMIT = 500
+QUEUE_LIMIT = 100  # cases per queue page; the urgent and emergency ones get a page of their own
+QUEUE_URGENT = ("urgent", "emergency")
 DETAIL_ZOOM = 14  # api.tiles.CLUSTER_BELOW_ZOOM: below it the case tiles are aggregates
 GRID_MIN_ZOOM = 15  # unit grids are drawn from here on (about 100 m cells are a few pixels below it)
 FOOTPRINT_MIN_ZOOM = 12
@@ -82,7 +83,7 @@ class CommandPage:
     def client_config(self) -> dict[str, Any]:
         """Return the page's settings for command.js."""
         return {
-            "queueStatuses": list(QUEUE_STATUSES), "queueLimit": QUEUE_LIMIT,
+            "queueStatuses": list(QUEUE_STATUSES), "queueLimit": QUEUE_LIMIT, "queueUrgent": list(QUEUE_URGENT),
             "queueTargetsMin": {k: list(v) for k, v in QUEUE_TARGETS_MIN.items()},
             "openStatuses": list(vocab.OPEN_STATUSES), "statuses": list(vocab.CASE_STATUSES),
             "detailZoom": DETAIL_ZOOM,

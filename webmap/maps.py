@@ -13,6 +13,7 @@ are WGS-84/CGCS2000 and would sit several hundred metres off on them.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from urllib.parse import urlsplit
@@ -193,14 +194,31 @@ def county_map(settings: Settings, extent: Sequence[float] | None = None, *, bas
     return fmap
 
 
+# An opening <script> or <style> tag without a src: Folium writes a few inline ones into the head.
+_INLINE_TAG = re.compile(r"<(script|style)(?=[\s>])(?![^>]*\bsrc=)", re.IGNORECASE)
+
+
+def with_nonce(markup: Markup, nonce: str) -> Markup:
+    """Return rendered map markup whose inline ``<script>`` and ``<style>`` elements carry a CSP nonce."""
+    return Markup(_INLINE_TAG.sub(lambda tag: f'<{tag.group(1)} nonce="{escape(nonce)}"', str(markup)))
+
+
 @dataclass(frozen=True)
 class RenderedMap:
-    """A rendered map in the three parts a page places: head links and styles, the map's div, its script."""
+    """A rendered map in the three parts a page places: head links and styles, the map's div, its script.
+
+    The page places the script in its own ``<script nonce="{{ csp_nonce }}">`` and the head part as
+    ``{{ map.header_with_nonce(csp_nonce) }}``, so that all of it runs under the Content-Security-Policy.
+    """
 
     name: str
     header: Markup
     html: Markup
     script: Markup
+
+    def header_with_nonce(self, nonce: str) -> Markup:
+        """Return the head part with the request's CSP nonce on Folium's inline styles and script."""
+        return with_nonce(self.header, nonce)
 
 
 def render_map(fmap: folium.Map) -> RenderedMap:

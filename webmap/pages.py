@@ -1,4 +1,6 @@
-"""The map pages: the command centre (``/command``), its photo list, and the static files the pages load.
+"""The map pages: the command centre (``/command``), its photo list, the patrol page (``/patrol``, with its
+reads in ``webmap.patrol``), the planning page (``/planning``, with its data in ``webmap.planning``), and the
+static files the pages load.
 
 Pages need a signed-in user of the right role. A browser that is not signed in (it asks for HTML) is sent
 to ``/login?next=…``; any other client gets 401, like the API. A wrong role gets 403.
@@ -20,13 +22,17 @@ from api.deps import get_session, get_settings
 from gis_platform import models as m
 from gis_platform import vocab
 from gis_platform.errors import PlatformError
-from webmap import assets, command, i18n
+from webmap import assets, command, i18n, patrol, planning
 from webmap.maps import STATIC_URL, basemap_from, render_map
 
 bp = Blueprint("webmap", __name__, template_folder="templates")
+bp.register_blueprint(patrol.bp)  # the patrol page's own reads
+bp.register_blueprint(planning.bp)  # the planning page's data: /planning/data/…
 
 STATIC_DIR = assets.HERE / "static"
 STATIC_MAX_AGE_S = 3600
+ASSETS_MISSING = ("前端资源未构建，请运行 make assets。The front-end files are not built: run `make assets` "
+                  "(npm ci --prefix webmap, then python -m webmap.assets build).")
 
 
 class AssetsMissing(PlatformError):
@@ -64,8 +70,7 @@ def _language() -> str:
 def command_page() -> str:
     """Show the command centre: the live map, the queue, filters, case details and dispatch."""
     if not assets.is_built():
-        raise AssetsMissing("前端资源未构建，请运行 make assets。The front-end files are not built: run `make assets` "
-                            "(npm ci --prefix webmap, then python -m webmap.assets build).")
+        raise AssetsMissing(ASSETS_MISSING)
     settings = get_settings()
     session = get_session()
     page = command.load_command_page(session, settings.county_code)
@@ -76,6 +81,46 @@ def command_page() -> str:
     messages = i18n.messages()
     return render_template(
         "webmap/command.html", map=rendered, page=page, config=page.client_config(), lang=lang,
+        messages=messages, t=messages[lang], basemap=basemap, user=user,
+        role_labels={"zh": vocab.ROLE_LABELS[user.role], "en": i18n.ROLE_EN[user.role]},
+        csrf_token=generate_csrf(), static_url=STATIC_URL)
+
+
+@bp.get("/patrol")
+@page_for(*patrol.ROLES)
+def patrol_page() -> str:
+    """Show the patrol page, phones first: position with grid and squad, the report outbox, the squad's tasks."""
+    if not assets.is_built():
+        raise AssetsMissing(ASSETS_MISSING)
+    settings = get_settings()
+    user = current_user()
+    page = patrol.load_patrol_page(get_session(), settings, user)
+    basemap = basemap_from(settings)
+    rendered = render_map(patrol.patrol_map(settings, page.extent, basemap=basemap))
+    lang = _language()
+    messages = i18n.messages()
+    return render_template(
+        "webmap/patrol.html", map=rendered, page=page, config=page.client_config(user), lang=lang,
+        messages=messages, t=messages[lang], basemap=basemap, user=user,
+        role_labels={"zh": vocab.ROLE_LABELS[user.role], "en": i18n.ROLE_EN[user.role]},
+        csrf_token=generate_csrf(), static_url=STATIC_URL)
+
+
+@bp.get("/planning")
+@page_for(*planning.ROLES)
+def planning_page() -> str:
+    """Show the planners' page: heat map, counts per grid cell, hot spots, month slider, charts, exports."""
+    if not assets.is_built():
+        raise AssetsMissing(ASSETS_MISSING)
+    settings = get_settings()
+    page = planning.load_planning_page(get_session(), settings.county_code)
+    basemap = basemap_from(settings)
+    rendered = render_map(planning.planning_map(settings, page.extent, analytics=page.analytics, basemap=basemap))
+    user = current_user()
+    lang = _language()
+    messages = i18n.messages()
+    return render_template(
+        "webmap/planning.html", map=rendered, page=page, config=page.client_config(), lang=lang,
         messages=messages, t=messages[lang], basemap=basemap, user=user,
         role_labels={"zh": vocab.ROLE_LABELS[user.role], "en": i18n.ROLE_EN[user.role]},
         csrf_token=generate_csrf(), static_url=STATIC_URL)

@@ -142,7 +142,7 @@ def test_a_z16_tile_at_the_county_seat_has_individual_cases(world: TileWorld) ->
 
 
 def test_overdue_is_computed_in_sql(world: TileWorld) -> None:
-    z, x, y = tile_of(*SEAT, 14)
+    z, x, y = tile_of(*SEAT, 15)
     features = decode(world.tile("cases", z, x, y))["cases"]["features"]
     late = {f["properties"]["id"] for f in features if f["properties"]["overdue"]}
     expected = set(world.conn.execute(text(
@@ -185,6 +185,28 @@ def test_filters_by_status_category_theme_and_time(world: TileWorld) -> None:
         assert cluster_total(summer) == cases_in_tile(
             world, z, x, y, where="AND c.reported_at >= '2021-06-30T16:00:00Z' "
                                   "AND c.reported_at < '2021-09-01T00:00:00Z'")
+
+
+def test_filters_by_assigned_squad(world: TileWorld) -> None:
+    """The command centre's squad filter applies to the tiles too, at every zoom, by agency code."""
+    z, x, y = tile_of(*SEAT, 8)
+    everyone = cluster_total(decode(world.tile("cases", z, x, y)))
+    codes = list(world.conn.execute(text(
+        'SELECT a.code FROM "case" c JOIN agency a ON a.id = c.assigned_agency_id WHERE c.county_code = :c '
+        "AND a.kind = 'squad' GROUP BY a.code ORDER BY count(*) DESC LIMIT 2"), {"c": COUNTY}).scalars())
+    own = "AND c.assigned_agency_id IN (SELECT id FROM agency WHERE county_code = :county AND code = ANY(:codes))"
+    one = cluster_total(decode(world.tile("cases", z, x, y, f"?squad={codes[0]}")))
+    assert 0 < one == cases_in_tile(world, z, x, y, where=own, codes=codes[:1]) < everyone
+    both = cluster_total(decode(world.tile("cases", z, x, y, f"?squad={codes[0]},{codes[1]}")))
+    assert one < both == cases_in_tile(world, z, x, y, where=own, codes=codes) < everyone
+    # Zoomed in, the points are filtered the same way.
+    z16 = tile_of(*SEAT, 16)
+    points = decode(world.tile("cases", *z16, f"?squad={codes[0]}"))["cases"]["features"]
+    assigned = set(world.conn.execute(text(
+        'SELECT c.id FROM "case" c JOIN agency a ON a.id = c.assigned_agency_id WHERE c.id = ANY(:ids) '
+        "AND a.code = :code"), {"ids": [f["properties"]["id"] for f in points], "code": codes[0]}).scalars())
+    assert points and assigned == {f["properties"]["id"] for f in points}
+    assert world.tile("cases", z, x, y, "?squad=NO-SUCH-SQUAD").status_code == 204
 
 
 def test_patrollers_and_liaisons_see_only_their_units_cases(world: TileWorld) -> None:
@@ -314,6 +336,7 @@ def test_an_empty_tile_is_204(world: TileWorld) -> None:
     ("cases/0/0/1.mvt", "y"),
     ("cases/8/210/100.mvt?status=lost", "status"),
     ("cases/8/210/100.mvt?theme=nope", "theme"),
+    ("cases/8/210/100.mvt?squad=" + "Z" * 33, "squad"),
     ("cases/8/210/100.mvt?since=2021-07-01T00:00:00", "since"),
     ("cases/8/210/100.mvt?since=2021-07-01T00:00:00Z&until=2021-06-01T00:00:00Z", "until"),
 ])

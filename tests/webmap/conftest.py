@@ -204,3 +204,146 @@ def save_screenshot(page: Any, name: str) -> Path:
     if name == "command":
         Path("/tmp/command.png").write_bytes(path.read_bytes())
     return path
+
+
+# -- the planning page's world: a year of cases on a finer grid -----------------------------------------------
+PLANNING_COUNTY = "379961"
+PLANNING_CELL_DEG = 0.005  # 10 × 10 cells per town of the mini county (about 450 m × 555 m)
+PLANNING_GRID_SINCE = datetime(2020, 6, 1, tzinfo=UTC)
+PLANNING_YEAR = 2021
+
+
+def _planning_grid(session: Session, county: MiniCounty) -> dict[tuple[int, int], m.GridCell]:
+    """Retire the mini county's two town-sized cells and cover each town with 10 × 10 smaller ones."""
+    session.execute(update(m.GridCell).where(m.GridCell.county_code == county.code)
+                    .values(valid_to=PLANNING_GRID_SINCE))
+    cells: dict[tuple[int, int], m.GridCell] = {}
+    d = PLANNING_CELL_DEG
+    for col in range(20):
+        town, town_code = ("west", "101") if col < 10 else ("east", "102")
+        for row in range(10):
+            box = shapely.box(115.70 + col * d, 36.00 + row * d, 115.70 + (col + 1) * d, 36.00 + (row + 1) * d)
+            cells[col, row] = m.GridCell(
+                county_code=county.code, code=f"{county.code}{town_code}{col % 10 + 1:03d}{row + 1:02d}",
+                admin_unit_id=county.units[town], squad_id=county.agencies[f"squad_{town}"],
+                community=f"{col % 10 + 1:03d}", area_m2=2.5e5, valid_from=PLANNING_GRID_SINCE,
+                geom=to_ewkt(shapely.MultiPolygon([box])))
+    session.add_all(cells.values())
+    session.flush()
+    return cells
+
+
+def _planning_cases(session: Session, county: MiniCounty, cells: dict[tuple[int, int], m.GridCell]) -> None:
+    """Add a year of closed cases with their event histories: a western cluster that grows month by month,
+    an eastern one busy in summer, a few market cases scattered over the county, a few reports cancelled
+    as invalid (not cases) and two cases outside every cell. One in ten is handled late."""
+    from datetime import timedelta
+
+    import numpy as np
+    from sqlalchemy import insert
+
+    from gis_platform.workcalendar import SHANGHAI
+
+    rng = np.random.default_rng(20210)
+    rows: list[tuple[datetime, float, float, str, str, bool]] = []  # reported, lon, lat, category, status, in a cell
+    for month in range(1, 13):
+        groups = (((115.722, 36.022), 4 + 2 * month, 0.004, "TD02"),
+                  ((115.778, 36.038), 10 if month in (6, 7, 8) else 2, 0.003, "TD02"),
+                  ((115.75, 36.025), 3, 0.02, "MS03"))
+        for (lon, lat), n, spread, category in groups:
+            for _ in range(n):
+                x = float(np.clip(rng.normal(lon, spread), 115.7001, 115.7999))
+                y = float(np.clip(rng.normal(lat, spread), 36.0001, 36.0499))
+                when = datetime(PLANNING_YEAR, month, int(rng.integers(1, 29)), int(rng.integers(8, 21)),
+                                int(rng.integers(0, 60)), tzinfo=SHANGHAI)
+                rows.append((when, x, y, category, "closed", True))
+        rows.append((datetime(PLANNING_YEAR, month, 15, 10, tzinfo=SHANGHAI), 115.721, 36.021, "TD02", "cancelled",
+                     True))
+    rows += [(datetime(PLANNING_YEAR, 5, 20, 9, tzinfo=SHANGHAI), 115.73, 36.03, "TD02", "closed", False),
+             (datetime(PLANNING_YEAR, 9, 20, 9, tzinfo=SHANGHAI), 115.77, 36.01, "TD02", "closed", False)]
+    cases: list[dict] = []
+    for n, (when, x, y, category, status, in_cell) in enumerate(sorted(rows, key=lambda r: r[0])):
+        col, row = int((x - 115.70) // PLANNING_CELL_DEG), int((y - 36.00) // PLANNING_CELL_DEG)
+        town = "west" if col < 10 else "east"
+        agency = county.agencies[f"squad_{town}"] if category == "TD02" else county.agencies["team"]
+        point = to_ewkt(shapely.Point(x, y))
+        case = dict(
+            county_code=county.code, case_no=f"PL{PLANNING_YEAR}{n + 1:05d}", category_id=county.categories[category],
+            source="patroller", status=status, urgency="normal", description="规划页测试案件", geom=point,
+            location=point, admin_unit_id=county.units[town],
+            grid_cell_id=cells[col, row].id if in_cell else None, assigned_agency_id=agency,
+            owner_agency_id=agency, reported_at=when, version=6 if status == "closed" else 2, dispatched_at=None,
+            handled_at=None, closed_at=None, steps=[])
+        t = when
+        steps = case["steps"]
+        steps.append(("report", None, "reported", t, None))
+        if status == "cancelled":
+            steps.append(("cancel", "reported", "cancelled", t + timedelta(minutes=10), None))
+        else:
+            dispatched = t + timedelta(minutes=30)
+            feedback = dispatched + (timedelta(days=15) if n % 10 == 3 else timedelta(hours=1))  # one in ten late
+            steps += [("file", "reported", "filed", t + timedelta(minutes=10), None),
+                      ("dispatch", "filed", "dispatched", dispatched, {"assigned_agency_id": agency}),
+                      ("accept", "dispatched", "accepted", dispatched + timedelta(minutes=10), None),
+                      ("feedback", "accepted", "handled", feedback, None),
+                      ("close", "handled", "closed", feedback + timedelta(hours=1), None)]
+            case.update(dispatched_at=dispatched, handled_at=feedback, closed_at=feedback + timedelta(hours=1))
+        cases.append(case)
+    # Bulk inserts (a few hundred cases, some two thousand events): the fixture stays quick.
+    ids = session.scalars(insert(m.Case.__table__).returning(m.Case.id, sort_by_parameter_order=True),
+                          [{k: v for k, v in c.items() if k != "steps"} for c in cases]).all()
+    # RETURNING makes SQLAlchemy send the rows as a few multi-row INSERTs rather than one statement each.
+    session.scalars(insert(m.CaseEvent.__table__).returning(m.CaseEvent.id), [
+        dict(county_code=county.code, case_id=case_id, seq=seq, action=action, from_status=frm, to_status=to, at=at,
+             data=data)
+        for case_id, case in zip(ids, cases) for seq, (action, frm, to, at, data) in enumerate(case["steps"], 1)])
+
+
+@pytest.fixture(scope="session")
+def planning_world(pg_server, tmp_path_factory: pytest.TempPathFactory, built_assets: Path) -> Iterator[MapWorld]:
+    """Serve the app for a mini county with a 200-cell grid and a year (2021) of cases, on 127.0.0.1."""
+    from api.app import create_app
+    from api.events import stop_hub
+    from grids.pg_engine import rebuild_lookup
+
+    url = pg_server.create(f"gis_test_planning_{os.getpid()}")
+    upgrade_database(url)
+    engine = create_engine(url)
+    with Session(engine) as session, session.begin():
+        county = make_county(session, PLANNING_COUNTY)
+        session.execute(update(m.User).where(m.User.county_code == PLANNING_COUNTY)
+                        .values(password_hash=generate_password_hash(PASSWORD)))
+        cells = _planning_grid(session, county)
+        rebuild_lookup(session, PLANNING_COUNTY)
+        _planning_cases(session, county, cells)
+    settings = Settings(_env_file=None, database_url=url, county_code=PLANNING_COUNTY, tile_url="",
+                        data_dir=tmp_path_factory.mktemp("planning-data"), secret_key="planning-test-secret")
+    app = create_app(settings, database=Database(engine=engine, sessions=sessionmaker(engine,
+                                                                                      expire_on_commit=False)))
+    server: BaseWSGIServer = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True)
+    thread.start()
+    try:
+        yield MapWorld(app=app, engine=engine, county=county, origin=f"http://127.0.0.1:{server.server_port}")
+    finally:
+        stop_hub(app)
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
+        engine.dispose()
+
+
+def planning_cell_counts(world: MapWorld, start: datetime, end: datetime,
+                         category: str | None = None) -> dict[str, int]:
+    """Return the cases per grid cell code reported in [start, end), straight from the database."""
+    from sqlalchemy import text
+
+    query = text("""
+        SELECT g.code, count(*) FROM "case" c
+        JOIN grid_cell g ON g.id = c.grid_cell_id JOIN category k ON k.id = c.category_id
+        WHERE c.county_code = :county AND c.status NOT IN ('cancelled', 'merged')
+          AND c.reported_at >= :start AND c.reported_at < :end AND (CAST(:category AS text) IS NULL OR k.code = :category)
+        GROUP BY g.code""")
+    with world.engine.connect() as conn:
+        return dict(conn.execute(query, {"county": world.county.code, "start": start, "end": end,
+                                         "category": category}).all())

@@ -27,7 +27,7 @@ def _back_to_queue(command) -> None:
 def test_page_loads_with_every_request_on_the_platform(command, map_world):
     page = command.page
     page.wait_for_selector(".leaflet-container")
-    page.wait_for_function("GisMap.liveState === 'live'")
+    page.wait_for_function("() => GisMap.liveState === 'live'")
     controls = page.inner_text(".leaflet-control-layers")
     for title in ("中队辖区", "单元网格", "违法建设", "餐饮油烟", "全部案件", "行政区划"):
         assert title in controls
@@ -40,8 +40,8 @@ def test_page_loads_with_every_request_on_the_platform(command, map_world):
     page.wait_for_selector(".gis-label >> text=west中队")
     assert page.evaluate("Object.keys(GisMap.layers).sort()") == [
         "admin_units", "cases", "fume_sites", "grid_cells", "illegal_structures", "jurisdictions", "legend"]
-    page.wait_for_function("GisMap.layers.fume_sites.getLayers().length === 1")
-    page.wait_for_function("GisMap.layers.illegal_structures.getLayers().length === 1")
+    page.wait_for_function("() => GisMap.layers.fume_sites.getLayers().length === 1")
+    page.wait_for_function("() => GisMap.layers.illegal_structures.getLayers().length === 1")
     assert page.evaluate("GisMap.layers.cases.markerCount()") <= 2000
     assert command.requests and all(url.startswith(command.origin + "/") for url in command.requests), [
         url for url in command.requests if not url.startswith(command.origin + "/")]
@@ -61,7 +61,7 @@ def test_a_new_case_appears_in_the_queue_without_a_reload(command, map_world):
     assert case["case_no"] in item.inner_text() and "待核实" in item.inner_text()
     assert "west中队" in item.inner_text()
     # The map shows it too (zoomed to the mini county, the cases are points, not aggregates).
-    page.wait_for_function(f"GisMap.layers.cases._byId.has({case['id']})")
+    page.wait_for_function(f"() => GisMap.layers.cases._byId.has({case['id']})")
     # Filed by a supervisor elsewhere: the same item now waits for dispatch.
     map_world.step(case, "file", "sup1")
     item.locator(".gis-status-filed").wait_for(timeout=LIVE_DEADLINE_S * 1000)
@@ -128,7 +128,7 @@ def test_the_squad_filter_narrows_the_queue(command, map_world):
     east = map_world.report(point=EAST_POINT, description="东")
     _queue_item(command, east["id"]).wait_for(timeout=LIVE_DEADLINE_S * 1000)
     page.select_option('#filters select[name="squad"]', "SQ-west")
-    page.wait_for_function(f"!document.querySelector('#queue-list [data-case-id=\"{east['id']}\"]')")
+    page.wait_for_function(f"() => !document.querySelector('#queue-list [data-case-id=\"{east['id']}\"]')")
     assert _queue_item(command, west["id"]).count() == 1
     routed = page.locator("#queue-list .gis-q-routed").all_inner_texts()
     assert routed and all("west中队" in text for text in routed)
@@ -140,18 +140,19 @@ def test_more_cases_in_view_than_markers_allowed_are_drawn_as_tiles(command, map
     page = command.page
     layer = "GisMap.layers.cases"
     page.evaluate("void GisMap.map.setView([36.02, 115.72], 16, {animate: false})")
-    page.wait_for_function(f"{layer}.mode === 'markers' && {layer}.markerCount() >= 3")
+    page.wait_for_function(f"() => {layer}.mode === 'markers' && {layer}.markerCount() >= 3")
     page.evaluate(f"void ({layer}.spec.maxMarkers = 2, {layer}.refresh())")
-    page.wait_for_function(f"{layer}.mode === 'tiles' && {layer}.markerCount() === 0")
-    page.wait_for_function("performance.getEntriesByType('resource').some(e => e.name.includes('/api/v1/tiles/cases/16/'))")
+    page.wait_for_function(f"() => {layer}.mode === 'tiles' && {layer}.markerCount() === 0")
+    page.wait_for_function(
+        "() => performance.getEntriesByType('resource').some(e => e.name.includes('/api/v1/tiles/cases/16/'))")
     page.evaluate(f"void ({layer}.spec.maxMarkers = 2000, {layer}.refresh())")
-    page.wait_for_function(f"{layer}.mode === 'markers' && {layer}.markerCount() >= 3")
+    page.wait_for_function(f"() => {layer}.mode === 'markers' && {layer}.markerCount() >= 3")
 
 
 def test_the_language_switch_changes_the_labels(command, map_world):
     page = command.page
     page.click("#lang-switch")
-    page.wait_for_function("document.documentElement.lang === 'en'")
+    page.wait_for_function("() => document.documentElement.lang === 'en'")
     assert page.inner_text("#queue-title").startswith("Queue")
     controls = page.inner_text(".leaflet-control-layers")
     assert "Squad jurisdictions" in controls and "中队辖区" not in controls
@@ -159,10 +160,10 @@ def test_the_language_switch_changes_the_labels(command, map_world):
     assert "Overdue (red outline)" in page.inner_text(".gis-legend")
     save_screenshot(page, "command-en")
     page.click("#lang-switch")
-    page.wait_for_function("document.documentElement.lang === 'zh-CN'")
+    page.wait_for_function("() => document.documentElement.lang === 'zh-CN'")
     assert page.inner_text("#queue-title").startswith("待办队列")
     page.evaluate("void GisMap.map.fitBounds([[36.0, 115.7], [36.05, 115.8]], {animate: false})")
-    page.wait_for_function("GisMap.layers.cases.mode === 'markers' && GisMap.layers.cases.markerCount() >= 5")
+    page.wait_for_function("() => GisMap.layers.cases.mode === 'markers' && GisMap.layers.cases.markerCount() >= 5")
     save_screenshot(page, "command")
     # The choice is kept for the next visit.
     assert any(c["name"] == "gis_lang" and c["value"] == "zh" for c in page.context.cookies())

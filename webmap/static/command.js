@@ -22,7 +22,9 @@
   const state = {
     filter: { statuses: CONFIG.openStatuses.slice() },
     queue: new Map(),
-    queueMatched: 0,
+    queueMatched: 0, // all the cases waiting, of which state.queue holds a bounded part
+    queueComplete: true, // state.queue holds every case waiting
+    queueTimer: null,
     selected: null,
     detail: null, // {case, events, photos}
     form: null, // "dispatch" | "cancel" | null
@@ -99,12 +101,6 @@
   filterForm.addEventListener("change", applyFilter);
   filterForm.addEventListener("submit", function (event) { event.preventDefault(); applyFilter(); });
 
-  function squadNote() {
-    const layer = casesLayer();
-    const note = document.getElementById("squad-note");
-    note.hidden = !(layer && layer.mode === "tiles" && state.filter.squads && state.filter.squads.length);
-  }
-
   // -- the queue -----------------------------------------------------------------------------------------
   function summaryOf(feature) {
     const props = feature.properties || {};
@@ -123,20 +119,49 @@
     return Date.parse(item.reported_at) + minutes * MINUTE - Date.now();
   }
 
+  // The queue is bounded whatever the backlog: the first CONFIG.queueLimit cases (the oldest, which have
+  // the least time left at equal urgency) and, in a second page of the same size, the urgent and emergency
+  // ones, which must show however many normal ones wait before them. The badge counts them all.
   async function loadQueue() {
+    clearTimeout(state.queueTimer);
     const params = new URLSearchParams({ status: CONFIG.queueStatuses.join(","), limit: String(CONFIG.queueLimit) });
     if (state.filter.categories) params.set("category", state.filter.categories.join(","));
     if (state.filter.squads) params.set("squad", state.filter.squads.join(","));
     if (state.filter.since) params.set("datetime", state.filter.since + "/..");
+    const urgent = new URLSearchParams(params);
+    urgent.set("urgency", CONFIG.queueUrgent.join(","));
     const requested = params.toString();
     state.queueRequest = requested;
     try {
-      const body = await G.fetchJSON("/api/v1/cases?" + requested);
+      const [body, pressing] = await Promise.all([
+        G.fetchJSON("/api/v1/cases?" + requested), G.fetchJSON("/api/v1/cases?" + urgent.toString()),
+      ]);
       if (state.queueRequest !== requested) return;
-      state.queue = new Map(body.cases.map(function (c) { return [c.id, c]; }));
+      state.queue = new Map(body.cases.concat(pressing.cases).map(function (c) { return [c.id, c]; }));
       state.queueMatched = body.numberMatched;
+      state.queueComplete = body.numberMatched <= body.numberReturned;
     } catch (error) {
       console.warn("queue", error.message);
+    }
+    renderQueue();
+  }
+
+  // A live change to the queue: exact while the whole queue is here; otherwise the shown part is kept to
+  // its bound (the cases with the most time left go) and the count is read again shortly, once per burst.
+  function queueChanged(id, item) {
+    const had = state.queue.has(id);
+    if (item && inQueue(item)) state.queue.set(id, Object.assign(state.queue.get(id) || {}, item));
+    else state.queue.delete(id);
+    if (state.queueComplete) state.queueMatched = state.queue.size;
+    const cap = 2 * CONFIG.queueLimit;
+    if (state.queue.size > cap) {
+      const kept = sortedQueue().slice(0, cap);
+      state.queue = new Map(kept.map(function (c) { return [c.id, c]; }));
+      state.queueComplete = false;
+    }
+    if (!state.queueComplete && had !== state.queue.has(id)) {
+      clearTimeout(state.queueTimer);
+      state.queueTimer = setTimeout(loadQueue, 3000);
     }
     renderQueue();
   }
@@ -170,11 +195,15 @@
     return li;
   }
 
+  function sortedQueue() {
+    return Array.from(state.queue.values()).sort(function (a, b) { return remainingMs(a) - remainingMs(b); });
+  }
+
   function renderQueue() {
     const list = document.getElementById("queue-list");
-    const items = Array.from(state.queue.values()).sort(function (a, b) { return remainingMs(a) - remainingMs(b); });
+    const items = sortedQueue();
     list.replaceChildren.apply(list, items.map(queueItem));
-    document.getElementById("queue-count").textContent = String(items.length);
+    document.getElementById("queue-count").textContent = String(Math.max(state.queueMatched, items.length));
     document.getElementById("queue-empty").hidden = items.length > 0;
     const more = document.getElementById("queue-more");
     more.hidden = state.queueMatched <= items.length;
@@ -433,7 +462,7 @@
       state.form = null;
       state.draft = {};
       state.message = { kind: "success", text: done + " · " + updated.case_no };
-      if (!inQueue(updated)) state.queue.delete(updated.id);
+      if (!inQueue(updated)) queueChanged(updated.id, null);
       await loadDetails(c.id);
     } catch (error) {
       if (error.status === 409 || error.status === 412) {
@@ -459,10 +488,7 @@
   document.addEventListener("gis:case", function (event) {
     const id = event.detail.event.id;
     const feature = event.detail.feature;
-    const item = feature ? summaryOf(feature) : null;
-    if (item && inQueue(item)) state.queue.set(id, Object.assign(state.queue.get(id) || {}, item));
-    else state.queue.delete(id);
-    renderQueue();
+    queueChanged(id, feature ? summaryOf(feature) : null);
     if (state.selected === id && state.detail) loadDetails(id).catch(function () { return null; });
   });
 
@@ -472,9 +498,6 @@
   });
 
   document.addEventListener("gis:select", function (event) { selectCase(event.detail.id, false); });
-
-  // The map's elements ran before this script: the layers are registered already.
-  if (casesLayer()) casesLayer().on("gis:mode", squadNote);
 
   applyLanguage();
   applyFilter();

@@ -208,7 +208,7 @@
   // Leaflet 1.9 removed L.DomEvent.fakeStop, which VectorGrid 1.3 still calls on canvas clicks.
   if (L.DomEvent && !L.DomEvent.fakeStop) L.DomEvent.fakeStop = function () { return this; };
 
-  const TILE_PARAMS = { statuses: "status", categories: "category", themes: "theme" };
+  const TILE_PARAMS = { statuses: "status", categories: "category", themes: "theme", squads: "squad" };
 
   G.caseMatches = function (filter, props) {
     if (filter.statuses && filter.statuses.length && filter.statuses.indexOf(props.status) < 0) return false;
@@ -292,23 +292,36 @@
     refresh: function () {
       const map = this._map;
       if (!map) return;
-      const f = this.filter;
-      // At county zooms the server's aggregates are cheap whatever the number of cases; points are tried
-      // when zoomed in, or when a squad is chosen (the tiles cannot filter by squad).
-      const tryPoints = map.getZoom() >= this.spec.detailZoom || (f.squads && f.squads.length);
-      if (!tryPoints) { this._showTiles(); return; }
-      const box = map.getBounds().pad(0.1);
-      const params = this._itemParams();
-      params.set("bbox", G.viewBox(box));
-      params.set("limit", String(this.spec.maxMarkers));
+      // At county zooms the server's aggregates are cheap whatever the number of cases (and filter by
+      // everything the points do). Zoomed in, the cases in view are counted first (limit=1) unless the view
+      // lies inside a box already known to fit: the points are downloaded only when they fit under the cap.
+      if (map.getZoom() < this.spec.detailZoom) { this._showTiles(); return; }
       if (this._abort) this._abort.abort();
       const control = (this._abort = new AbortController());
+      const box = map.getBounds().pad(0.1);
+      const params = this._itemParams();
+      const filterKey = params.toString();
+      params.set("bbox", G.viewBox(box));
+      const url = this.spec.itemsUrl + "?";
       const self = this;
-      G.fetchJSON(this.spec.itemsUrl + "?" + params.toString(), { signal: control.signal }).then(function (fc) {
-        if (control !== self._abort) return;
-        self.matched = fc.numberMatched;
-        if (fc.numberMatched > fc.numberReturned) self._showTiles();
-        else self._showMarkers(fc.features, box);
+      const fits = this._fits && this._fits.key === filterKey && this._fits.box.contains(box);
+      const counted = fits ? Promise.resolve(null) : G.fetchJSON(url + params.toString() + "&limit=1",
+        { signal: control.signal });
+      counted.then(function (head) {
+        if (control !== self._abort) return null;
+        if (head && head.numberMatched > self.spec.maxMarkers) {
+          self.matched = head.numberMatched;
+          self._showTiles();
+          return null;
+        }
+        params.set("limit", String(self.spec.maxMarkers));
+        return G.fetchJSON(url + params.toString(), { signal: control.signal }).then(function (fc) {
+          if (control !== self._abort) return;
+          self.matched = fc.numberMatched;
+          self._fits = fc.numberMatched <= fc.numberReturned ? { key: filterKey, box: box } : null;
+          if (self._fits) self._showMarkers(fc.features, box);
+          else self._showTiles();
+        });
       }).catch(function (error) {
         if (error.name !== "AbortError") console.warn("cases", error.message);
       });
