@@ -64,8 +64,6 @@ PAGE: dict[str, tuple[str, str]] = {
     "time.7d": ("近 7 天", "Last 7 days"),
     "time.30d": ("近 30 天", "Last 30 days"),
     "time.365d": ("近一年", "Last year"),
-    "filter.squad_lowzoom": ("缩放级别较低时，地图上的聚合点不按中队筛选；放大后按中队显示。",
-                             "At low zoom the map's aggregates are not filtered by squad; zoom in to filter."),
     "queue.title": ("待办队列", "Queue"),
     "queue.subtitle": ("待核实、待派遣、已退回", "Awaiting verification, dispatch or re-dispatch"),
     "queue.empty": ("暂无待办案件", "Nothing waiting"),
