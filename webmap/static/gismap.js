@@ -32,6 +32,40 @@
     return node;
   };
 
+  // A case's photos as links opening the full image, and its event history as a list: shared by the
+  // command centre's details panel and the patrol page's task details. `t` is the page's translator.
+  G.photoStrip = function (photos, t) {
+    const box = G.el("div", "gis-photos");
+    if (!photos.length) box.appendChild(G.el("span", "text-muted", t("details.no_photos")));
+    photos.forEach(function (photo) {
+      const link = G.el("a", "gis-photo");
+      link.href = photo.url;
+      link.target = "_blank";
+      link.rel = "noopener";
+      const img = G.el("img");
+      img.src = photo.url;
+      img.alt = photo.stage;
+      img.loading = "lazy";
+      link.appendChild(img);
+      box.appendChild(link);
+    });
+    return box;
+  };
+
+  G.timeline = function (events, t) {
+    const list = G.el("ol", "gis-timeline");
+    events.forEach(function (event) {
+      const li = G.el("li", "gis-event");
+      li.appendChild(G.el("span", "gis-event-time", G.formatTime(event.at)));
+      const label = G.lang === "en" ? t("step." + event.action) : (event.action_zh || t("step." + event.action));
+      li.appendChild(G.el("span", "gis-event-action", label));
+      if (event.actor_role) li.appendChild(G.el("span", "gis-event-role", t("role." + event.actor_role)));
+      if (event.note) li.appendChild(G.el("div", "gis-event-note", event.note));
+      list.appendChild(li);
+    });
+    return list;
+  };
+
   G.formatTime = function (iso) {
     if (!iso) return "";
     const date = new Date(iso);

@@ -892,33 +892,9 @@
     }
     body.appendChild(taskActions(c));
     body.appendChild(el("h3", "gis-d-section", t("details.photos")));
-    const photos = el("div", "gis-photos");
-    if (!state.detail.photos.length) photos.appendChild(el("span", "text-muted", t("details.no_photos")));
-    state.detail.photos.forEach(function (photo) {
-      const link = el("a", "gis-photo");
-      link.href = photo.url;
-      link.target = "_blank";
-      link.rel = "noopener";
-      const img = el("img");
-      img.src = photo.url;
-      img.alt = photo.stage;
-      img.loading = "lazy";
-      link.appendChild(img);
-      photos.appendChild(link);
-    });
-    body.appendChild(photos);
+    body.appendChild(G.photoStrip(state.detail.photos, t));
     body.appendChild(el("h3", "gis-d-section", t("details.timeline")));
-    const timeline = el("ol", "gis-timeline");
-    state.detail.events.forEach(function (event) {
-      const li = el("li", "gis-event");
-      li.appendChild(el("span", "gis-event-time", G.formatTime(event.at)));
-      li.appendChild(el("span", "gis-event-action",
-        G.lang === "en" ? t("step." + event.action) : (event.action_zh || t("step." + event.action))));
-      if (event.actor_role) li.appendChild(el("span", "gis-event-role", t("role." + event.actor_role)));
-      if (event.note) li.appendChild(el("div", "gis-event-note", event.note));
-      timeline.appendChild(li);
-    });
-    body.appendChild(timeline);
+    body.appendChild(G.timeline(state.detail.events, t));
   }
 
   function taskActions(c) {
