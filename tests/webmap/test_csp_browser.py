@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from tests.webmap.conftest import MapWorld, sign_in
+from tests.webmap.conftest import MapWorld, save_screenshot, sign_in
 
 LISTEN = """
 window.__cspViolations = [];
@@ -59,6 +59,7 @@ def test_the_login_page_runs_under_the_policy(watched: Watched, map_world: MapWo
     # The page's own style sheet (nonce'd) applies: the form is the narrow centred column.
     assert page.evaluate("getComputedStyle(document.querySelector('section.narrow')).maxWidth") != "none"
     assert watched.violations() == [] and watched.errors == []
+    save_screenshot(page, "login")
 
 
 def test_the_command_page_and_its_map_run_under_the_policy(watched: Watched, map_world: MapWorld):
@@ -98,4 +99,5 @@ def test_the_api_docs_run_under_the_policy(watched: Watched, map_world: MapWorld
     page.click(".opblock-summary >> nth=0")  # an operation opens (React renders with inline style properties)
     page.wait_for_selector(".opblock.is-open")
     assert watched.violations() == [] and watched.errors == []
+    save_screenshot(page, "api-docs")
 
