@@ -65,65 +65,59 @@ def _language() -> str:
     return i18n.choose_language(request.args.get("lang") or request.cookies.get(i18n.LANG_COOKIE))
 
 
-@bp.get("/command")
-@page_for(*command.ROLES)
-def command_page() -> str:
-    """Show the command centre: the live map, the queue, filters, case details and dispatch."""
+def _require_assets() -> None:
     if not assets.is_built():
         raise AssetsMissing(ASSETS_MISSING)
-    settings = get_settings()
-    session = get_session()
-    page = command.load_command_page(session, settings.county_code)
-    basemap = basemap_from(settings)
-    rendered = render_map(command.command_map(settings, page.extent, basemap=basemap))
+
+
+def _render_page(template: str, *, folium_map: Any, page: Any, config: dict[str, Any], basemap: Any) -> str:
+    """Render a map page: the Folium map, the page's data and client config, labels in both languages."""
     user = current_user()
     lang = _language()
     messages = i18n.messages()
     return render_template(
-        "webmap/command.html", map=rendered, page=page, config=page.client_config(), lang=lang,
+        template, map=render_map(folium_map), page=page, config=config, lang=lang,
         messages=messages, t=messages[lang], basemap=basemap, user=user,
         role_labels={"zh": vocab.ROLE_LABELS[user.role], "en": i18n.ROLE_EN[user.role]},
         csrf_token=generate_csrf(), static_url=STATIC_URL)
+
+
+@bp.get("/command")
+@page_for(*command.ROLES)
+def command_page() -> str:
+    """Show the command centre: the live map, the queue, filters, case details and dispatch."""
+    _require_assets()
+    settings = get_settings()
+    page = command.load_command_page(get_session(), settings.county_code)
+    basemap = basemap_from(settings)
+    return _render_page("webmap/command.html", folium_map=command.command_map(settings, page.extent, basemap=basemap),
+                        page=page, config=page.client_config(), basemap=basemap)
 
 
 @bp.get("/patrol")
 @page_for(*patrol.ROLES)
 def patrol_page() -> str:
     """Show the patrol page, phones first: position with grid and squad, the report outbox, the squad's tasks."""
-    if not assets.is_built():
-        raise AssetsMissing(ASSETS_MISSING)
+    _require_assets()
     settings = get_settings()
     user = current_user()
     page = patrol.load_patrol_page(get_session(), settings, user)
     basemap = basemap_from(settings)
-    rendered = render_map(patrol.patrol_map(settings, page.extent, basemap=basemap))
-    lang = _language()
-    messages = i18n.messages()
-    return render_template(
-        "webmap/patrol.html", map=rendered, page=page, config=page.client_config(user), lang=lang,
-        messages=messages, t=messages[lang], basemap=basemap, user=user,
-        role_labels={"zh": vocab.ROLE_LABELS[user.role], "en": i18n.ROLE_EN[user.role]},
-        csrf_token=generate_csrf(), static_url=STATIC_URL)
+    return _render_page("webmap/patrol.html", folium_map=patrol.patrol_map(settings, page.extent, basemap=basemap),
+                        page=page, config=page.client_config(user), basemap=basemap)
 
 
 @bp.get("/planning")
 @page_for(*planning.ROLES)
 def planning_page() -> str:
     """Show the planners' page: heat map, counts per grid cell, hot spots, month slider, charts, exports."""
-    if not assets.is_built():
-        raise AssetsMissing(ASSETS_MISSING)
+    _require_assets()
     settings = get_settings()
     page = planning.load_planning_page(get_session(), settings.county_code)
     basemap = basemap_from(settings)
-    rendered = render_map(planning.planning_map(settings, page.extent, analytics=page.analytics, basemap=basemap))
-    user = current_user()
-    lang = _language()
-    messages = i18n.messages()
-    return render_template(
-        "webmap/planning.html", map=rendered, page=page, config=page.client_config(), lang=lang,
-        messages=messages, t=messages[lang], basemap=basemap, user=user,
-        role_labels={"zh": vocab.ROLE_LABELS[user.role], "en": i18n.ROLE_EN[user.role]},
-        csrf_token=generate_csrf(), static_url=STATIC_URL)
+    folium_map = planning.planning_map(settings, page.extent, analytics=page.analytics, basemap=basemap)
+    return _render_page("webmap/planning.html", folium_map=folium_map, page=page, config=page.client_config(),
+                        basemap=basemap)
 
 
 @bp.get("/command/cases/<int:case_id>/photos")
