@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -106,12 +107,31 @@ def built_assets() -> Path:
     return assets.VENDOR
 
 
-@pytest.fixture(scope="session")
-def map_world(pg_server, tmp_path_factory: pytest.TempPathFactory, built_assets: Path) -> Iterator[MapWorld]:
-    """Serve the app for a committed mini county on 127.0.0.1 (a free port), with no basemap configured."""
+@contextmanager
+def serving_app(engine: Engine, url: str, county_code: str, data_dir: Path, secret: str) -> Iterator[tuple[Flask, str]]:
+    """Serve the app for a committed county on 127.0.0.1 (a free port, no basemap); yield it and its origin."""
     from api.app import create_app
     from api.events import stop_hub
 
+    settings = Settings(_env_file=None, database_url=url, county_code=county_code, tile_url="", data_dir=data_dir,
+                        secret_key=secret)
+    app = create_app(settings, database=Database(engine=engine, sessions=sessionmaker(engine,
+                                                                                      expire_on_commit=False)))
+    server: BaseWSGIServer = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True)
+    thread.start()
+    try:
+        yield app, f"http://127.0.0.1:{server.server_port}"
+    finally:
+        stop_hub(app)
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
+
+
+@pytest.fixture(scope="session")
+def map_world(pg_server, tmp_path_factory: pytest.TempPathFactory, built_assets: Path) -> Iterator[MapWorld]:
+    """Serve the app for a committed mini county on 127.0.0.1 (a free port), with no basemap configured."""
     url = pg_server.create(f"gis_test_webmap_{os.getpid()}")
     upgrade_database(url)
     engine = create_engine(url)
@@ -120,20 +140,11 @@ def map_world(pg_server, tmp_path_factory: pytest.TempPathFactory, built_assets:
         session.execute(update(m.User).where(m.User.county_code == COUNTY)
                         .values(password_hash=generate_password_hash(PASSWORD)))
         _add_themes(session, county)
-    settings = Settings(_env_file=None, database_url=url, county_code=COUNTY, tile_url="",
-                        data_dir=tmp_path_factory.mktemp("webmap-data"), secret_key="webmap-test-secret")
-    app = create_app(settings, database=Database(engine=engine, sessions=sessionmaker(engine,
-                                                                                      expire_on_commit=False)))
-    server: BaseWSGIServer = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True)
-    thread.start()
     try:
-        yield MapWorld(app=app, engine=engine, county=county, origin=f"http://127.0.0.1:{server.server_port}")
+        with serving_app(engine, url, COUNTY, tmp_path_factory.mktemp("webmap-data"), "webmap-test-secret") as (
+                app, origin):
+            yield MapWorld(app=app, engine=engine, county=county, origin=origin)
     finally:
-        stop_hub(app)
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
         engine.dispose()
 
 
@@ -302,8 +313,6 @@ def _planning_cases(session: Session, county: MiniCounty, cells: dict[tuple[int,
 @pytest.fixture(scope="session")
 def planning_world(pg_server, tmp_path_factory: pytest.TempPathFactory, built_assets: Path) -> Iterator[MapWorld]:
     """Serve the app for a mini county with a 200-cell grid and a year (2021) of cases, on 127.0.0.1."""
-    from api.app import create_app
-    from api.events import stop_hub
     from grids.pg_engine import rebuild_lookup
 
     url = pg_server.create(f"gis_test_planning_{os.getpid()}")
@@ -316,20 +325,11 @@ def planning_world(pg_server, tmp_path_factory: pytest.TempPathFactory, built_as
         cells = _planning_grid(session, county)
         rebuild_lookup(session, PLANNING_COUNTY)
         _planning_cases(session, county, cells)
-    settings = Settings(_env_file=None, database_url=url, county_code=PLANNING_COUNTY, tile_url="",
-                        data_dir=tmp_path_factory.mktemp("planning-data"), secret_key="planning-test-secret")
-    app = create_app(settings, database=Database(engine=engine, sessions=sessionmaker(engine,
-                                                                                      expire_on_commit=False)))
-    server: BaseWSGIServer = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True)
-    thread.start()
     try:
-        yield MapWorld(app=app, engine=engine, county=county, origin=f"http://127.0.0.1:{server.server_port}")
+        with serving_app(engine, url, PLANNING_COUNTY, tmp_path_factory.mktemp("planning-data"),
+                         "planning-test-secret") as (app, origin):
+            yield MapWorld(app=app, engine=engine, county=county, origin=origin)
     finally:
-        stop_hub(app)
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
         engine.dispose()
 
 

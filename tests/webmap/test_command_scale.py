@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import math
 import os
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,9 +22,8 @@ import mapbox_vector_tile
 import pytest
 from flask import Flask
 from sqlalchemy import Engine, create_engine, text, update
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session
 from werkzeug.security import generate_password_hash
-from werkzeug.serving import make_server
 
 from api.tiles import CLUSTER_CELL, EXTENT, POINT_CAP
 from bench.synthetic import SyntheticSpec, insert_cases
@@ -33,10 +31,8 @@ from bench.webmap import PROBE, SNAPSHOT, Network
 from gis_platform import models as m
 from gis_platform import vocab
 from gis_platform.cli import upgrade_database
-from gis_platform.db import Database
-from gis_platform.settings import Settings
 from tests.factories import MiniCounty, make_county
-from tests.webmap.conftest import PASSWORD, save_screenshot, sign_in
+from tests.webmap.conftest import PASSWORD, save_screenshot, serving_app, sign_in
 from webmap.command import MAX_MARKERS, QUEUE_LIMIT
 
 COUNTY = "379951"
@@ -111,9 +107,6 @@ def measure(browser: Any, world: ScaleWorld, cases: int) -> None:
 def world(pg_server, tmp_path_factory: pytest.TempPathFactory, built_assets: Path, browser: Any
           ) -> Iterator[ScaleWorld]:
     """Serve a mini county; measure /command with 100 cases, then fill the county up to 50,000."""
-    from api.app import create_app
-    from api.events import stop_hub
-
     url = pg_server.create(f"gis_test_scale_{os.getpid()}")
     upgrade_database(url)
     engine = create_engine(url)
@@ -121,27 +114,18 @@ def world(pg_server, tmp_path_factory: pytest.TempPathFactory, built_assets: Pat
         county = make_county(session, COUNTY)
         session.execute(update(m.User).where(m.User.county_code == COUNTY)
                         .values(password_hash=generate_password_hash(PASSWORD)))
-    settings = Settings(_env_file=None, database_url=url, county_code=COUNTY, tile_url="",
-                        data_dir=tmp_path_factory.mktemp("scale-data"), secret_key="scale-test-secret")
-    app = create_app(settings, database=Database(engine=engine, sessions=sessionmaker(engine,
-                                                                                      expire_on_commit=False)))
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True)
-    thread.start()
-    world = ScaleWorld(app, engine, county, f"http://127.0.0.1:{server.server_port}")
     try:
-        world.add_cases(SMALL, seed=1)
-        measure(browser, world, SMALL)
-        world.add_cases(LARGE - SMALL, seed=2)
-        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-            conn.execute(text('VACUUM ANALYZE "case"'))
-        measure(browser, world, LARGE)
-        yield world
+        with serving_app(engine, url, COUNTY, tmp_path_factory.mktemp("scale-data"), "scale-test-secret") as (
+                app, origin):
+            world = ScaleWorld(app, engine, county, origin)
+            world.add_cases(SMALL, seed=1)
+            measure(browser, world, SMALL)
+            world.add_cases(LARGE - SMALL, seed=2)
+            with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+                conn.execute(text('VACUUM ANALYZE "case"'))
+            measure(browser, world, LARGE)
+            yield world
     finally:
-        stop_hub(app)
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
         engine.dispose()
 
 
